@@ -1,0 +1,3 @@
+"""Cardiovascular organ models."""
+
+from .closed_loop_circulation import ClosedLoopCirculation as ClosedLoopCirculation

@@ -1,0 +1,94 @@
+"""Two-compartment pharmacokinetics with first-order absorption from a depot.
+
+Horizon: hours to weeks. Time unit of the organ: hours.
+
+Equations (amounts A in mg, concentrations in mg/L, t in h)::
+
+    dA_depot/dt      = -ka A_depot
+    dA_central/dt    =  ka A_depot - CL C1 - Q (C1 - C2)
+    dA_peripheral/dt =  Q (C1 - C2)
+    C1 = A_central / V1,  C2 = A_peripheral / V2
+
+built as a conserved-flow network (depot, central, peripheral; absorption, distribution and
+elimination links), so drug mass is conserved to round-off: depot + central + peripheral +
+eliminated equals the dose. Oral doses get bioavailability F and lag time t_lag (``dose``); IV
+doses and infusions go into ``central``. With Q = 0 the model is the one-compartment model.
+The tri-exponential single-dose solution is in Gibaldi and Perrier (1982), ch. 2.
+
+Default parameters: illustrative values for a small-molecule oral drug, not one specific
+drug: ka, CL and V1 are the theophylline typical values of ``OneCompartmentPK``; the
+peripheral compartment (Q, V2) is added with a distribution half-life of about 1.5 h and a
+steady-state volume V1 + V2 of 52 L, typical magnitudes for a drug distributing into tissue.
+
+=================  ========  ======
+parameter          default   unit
+=================  ========  ======
+ka                 1.593     1/h
+clearance          2.760     L/h
+central_volume     32.13     L
+intercompartmental_clearance  8.0  L/h
+peripheral_volume  20.0      L
+bioavailability    1.0       1
+lag_time           0.0       h
+=================  ========  ======
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from jaxtyping import Array
+
+import vht
+from vht import Output, State, parameter
+from vht.network import Clearance, Depot, FirstOrderTransfer, Network, VolumeOfDistribution
+
+from ._dosing import oral_dose_routing
+
+_POSITIVE = (1e-12, float("inf"))
+
+
+class TwoCompartmentPK(vht.AbstractOrgan):
+    """Two-compartment PK with first-order absorption (see the module docstring)."""
+
+    ka: Array = parameter(1.593, unit="1/h", bounds=_POSITIVE, description="absorption rate constant")
+    clearance: Array = parameter(2.760, unit="L/h", bounds=_POSITIVE, description="elimination clearance")
+    central_volume: Array = parameter(32.13, unit="L", bounds=_POSITIVE)
+    intercompartmental_clearance: Array = parameter(8.0, unit="L/h", bounds=(0.0, float("inf")))
+    peripheral_volume: Array = parameter(20.0, unit="L", bounds=_POSITIVE)
+    bioavailability: Array = parameter(1.0, unit="dimensionless", bounds=(0.0, 1.0))
+    lag_time: Array = parameter(0.0, unit="h", bounds=(0.0, 48.0))
+
+    states: ClassVar = (
+        State("depot", "mg", lower=0.0, description="drug in the absorption depot (gut)"),
+        State("central", "mg", lower=0.0, description="drug in the central compartment"),
+        State("peripheral", "mg", lower=0.0, description="drug in the peripheral compartment"),
+    )
+    outputs: ClassVar = (
+        Output("concentration", "mg/L", "central (plasma) concentration"),
+        Output("peripheral_concentration", "mg/L"),
+    )
+    time_unit: ClassVar = "h"
+
+    def network(self) -> Network:
+        return Network(
+            compartments={"depot": Depot(),
+                          "central": VolumeOfDistribution(self.central_volume),
+                          "peripheral": VolumeOfDistribution(self.peripheral_volume)},
+            conductances={"absorption": FirstOrderTransfer(self.ka),
+                          "distribution": Clearance(self.intercompartmental_clearance),
+                          "elimination": Clearance(self.clearance)},
+            links=(("absorption", "depot", "central"),
+                   ("distribution", "central", "peripheral"),
+                   ("elimination", "central", None)),
+        )
+
+    def rates(self, t, state, inputs):
+        return self.network().rates(t, state)
+
+    def observe(self, t, state):
+        return {"concentration": state["central"] / self.central_volume,
+                "peripheral_concentration": state["peripheral"] / self.peripheral_volume}
+
+    def dose(self, state, amount, time):
+        return oral_dose_routing(self, state, amount, time)

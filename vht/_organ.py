@@ -1,0 +1,189 @@
+"""The organ abstraction: named states, array parameters with units, input and output signals.
+
+An organ is an ``equinox.Module`` whose array fields are its physical parameters: the model
+instance *is* the parameter set, so it can be differentiated, vmapped into a cohort and
+sharded. Declarations are class-level:
+
+- ``states``: the organ's state variables (name, unit, default initial value, plausible
+  bounds);
+- ``inputs``: signals the organ reads (name, unit, optional default when unconnected);
+- ``outputs``: signals the organ exposes; they may depend only on the organ's own state, its
+  parameters and time, which rules out algebraic loops when organs are connected;
+- ``stiffness``: ``"nonstiff"`` or ``"stiff"``; it chooses the default solver;
+- ``time_unit``: the unit of ``t`` and of the rates the organ computes (the twin converts).
+
+A concrete organ implements ``rates(t, state, inputs)`` and, if it has outputs,
+``observe(t, state)``; both take and return dicts keyed by the declared names.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike
+
+from ._units import TIME_UNIT, parse_unit
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """Declaration of one state variable of an organ.
+
+    ``lower`` and ``upper`` are physiological plausibility bounds: a solution that leaves them
+    is reported (see ``simulate``), with ``advice`` telling the user what to change.
+    """
+
+    name: str
+    unit: str
+    initial: float = 0.0
+    lower: float = -math.inf
+    upper: float = math.inf
+    description: str = ""
+    advice: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """Declaration of an input signal. ``default=None`` means it must be connected."""
+
+    name: str
+    unit: str
+    default: float | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """Declaration of an output signal, computed by ``observe`` from the organ's own state."""
+
+    name: str
+    unit: str
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterInfo:
+    """What a parameter field declares: unit, bounds and a description (see ``parameter``)."""
+
+    name: str
+    unit: str
+    lower: float
+    upper: float
+    description: str
+
+
+def parameter(
+    default: ArrayLike | None = None,
+    *,
+    unit: str,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    description: str = "",
+) -> Any:
+    """An array-valued physical parameter field of an organ.
+
+    The value is converted with ``jnp.asarray`` so that it is a traced leaf (differentiable,
+    vmappable); a Python float would be static and recompile on every new value.
+
+    ```python
+    class Windkessel(vht.AbstractOrgan):
+        compliance: Array = vht.parameter(1.5, unit="mL/mmHg", bounds=(0, inf))
+    ```
+    """
+    parse_unit(unit)  # fail at class definition on a typo, not at the first simulation
+    lower, upper = bounds
+    if not lower <= upper:
+        raise ValueError(f"parameter bounds must satisfy lower <= upper, got {bounds}")
+    metadata = {"vht_parameter": True, "unit": unit, "bounds": (float(lower), float(upper)),
+                "description": description}
+    if default is None:
+        return eqx.field(converter=jnp.asarray, metadata=metadata)
+    return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
+
+
+class AbstractOrgan(eqx.Module):
+    """Base class of all organ models. See the module docstring for the contract."""
+
+    states: ClassVar[tuple[State, ...]] = ()
+    inputs: ClassVar[tuple[Input, ...]] = ()
+    outputs: ClassVar[tuple[Output, ...]] = ()
+    stiffness: ClassVar[str] = "nonstiff"
+    time_unit: ClassVar[str] = TIME_UNIT
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.stiffness not in ("nonstiff", "stiff"):
+            raise ValueError(
+                f"{cls.__name__}.stiffness must be 'nonstiff' or 'stiff', not {cls.stiffness!r}"
+            )
+        for group in ("states", "inputs", "outputs"):
+            names = [item.name for item in getattr(cls, group)]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{cls.__name__} declares duplicate {group}: {duplicates}")
+            for item in getattr(cls, group):
+                if not item.name.isidentifier():
+                    raise ValueError(f"{cls.__name__}: {group} name {item.name!r} is not an identifier")
+                parse_unit(item.unit)
+
+    # -- the model -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def rates(
+        self, t: Array, state: Mapping[str, Array], inputs: Mapping[str, Array]
+    ) -> dict[str, Array]:
+        """Time derivatives of every state (per ``time_unit``), keyed by state name."""
+
+    def observe(self, t: Array, state: Mapping[str, Array]) -> dict[str, Array]:
+        """Values of every declared output. Must not depend on inputs."""
+        if self.outputs:
+            raise NotImplementedError(f"{type(self).__name__} declares outputs but no observe()")
+        return {}
+
+    def initial_state(self) -> dict[str, Array]:
+        """Default initial state; organs override it when it depends on parameters."""
+        return {s.name: jnp.asarray(s.initial, dtype=float) for s in self.states}
+
+    def conserved(self) -> tuple[tuple[str, ...], ...]:
+        """Groups of states whose sum the organ conserves when no intervention acts on it.
+
+        ``steady_state`` holds these totals fixed (a closed network's Jacobian is singular
+        along them) and the conservation tests check them.
+        """
+        return ()
+
+    def period(self) -> Array | None:
+        """For pulsatile organs, the period of the forcing in ``time_unit``; else None."""
+        return None
+
+    def dose(self, state: str, amount: Array, time: Array) -> tuple[Array, Array]:
+        """Route a dose into ``state``: returns the (amount, time) that actually arrive.
+
+        The default is identity; an oral depot applies bioavailability and lag time here, so
+        that a scenario's dose stays a plain record of what was given and when (``time`` is in
+        framework minutes).
+        """
+        return amount, time
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @classmethod
+    def parameter_info(cls) -> dict[str, ParameterInfo]:
+        """Unit, bounds and description of every parameter field, in declaration order."""
+        info = {}
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if meta.get("vht_parameter"):
+                lower, upper = meta["bounds"]
+                info[field.name] = ParameterInfo(field.name, meta["unit"], lower, upper,
+                                                 meta["description"])
+        return info
+
+    def parameter_values(self) -> dict[str, Array]:
+        """The current parameter values, keyed by field name."""
+        return {name: getattr(self, name) for name in self.parameter_info()}

@@ -1,0 +1,401 @@
+"""``simulate``: the one entry point into diffrax.
+
+How a scenario reaches the solver:
+
+- doses (``Bolus``, ``OralDose``) split the solve into segments at their arrival times and
+  add their amount to the state between segments; the dose times are data (segment ends), so
+  gradients with respect to dose time and amount are exact and non-zero;
+- rate inputs (``Infusion``, ``Meal``) and ``ParameterStep`` windows enter the vector field as
+  forcing, and their edges go to the step-size controller as ``jump_ts``;
+- ``Trigger`` thresholds are diffrax ``Event``\\s with a Newton root finder; a crossing ends the
+  segment and switches the treatment.
+
+Segments run in a ``lax.scan`` of fixed length (doses + 1 + the triggers' switch budget), so
+every scenario of the same structure shares one compiled program whatever its numbers are.
+
+Failures are honest (three layers, as in diffrax): structural mistakes raise ``ValueError``
+before tracing; solver failures come back as a ``Status`` per run with NaN outputs (never
+diffrax's ``inf`` fill); with ``throw=True`` (the default for a single run) a failure or a
+state outside its declared physiological bounds raises an error that says what to change.
+Ensembles pass ``throw=False`` so one failed member never aborts its batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, ArrayLike
+
+from ._scenario import AbstractDose, AbstractRateInput, ParameterStep, Scenario, Trigger
+from ._twin import Twin
+
+
+class Status(enum.IntEnum):
+    """Outcome of one run. Anything but ``OK`` comes with NaN outputs."""
+
+    OK = 0
+    MAX_STEPS = 1  # the step budget (max_steps per segment) was exhausted
+    SOLVER_FAILED = 2  # step size underflow, too many rejected steps, internal solver error
+    NONFINITE = 3  # NaN or inf appeared in the solution
+    SWITCH_BUDGET = 4  # a Trigger needed more switches than its max_switches
+    IMPLAUSIBLE = 5  # a state left its declared physiological bounds
+
+
+STATUS_MESSAGES = {
+    Status.OK: "ok",
+    Status.MAX_STEPS: "the solver exhausted its step budget: raise max_steps, loosen rtol/atol, "
+    "or use an implicit solver if the twin is stiff",
+    Status.SOLVER_FAILED: "the solver failed (step size underflow or repeated rejections): check "
+    "the parameters for unphysiological values, or try an implicit solver",
+    Status.NONFINITE: "the solution became NaN or infinite: a rate evaluated to NaN/inf "
+    "(division by zero, log of a negative number?)",
+    Status.SWITCH_BUDGET: "a Trigger switched more often than its max_switches allows: add "
+    "hysteresis (release beyond threshold) or raise max_switches",
+    Status.IMPLAUSIBLE: "a state left its declared physiological bounds",
+}
+
+
+class Solution(eqx.Module):
+    """The outcome of ``simulate``: save times, states, output signals and status.
+
+    ``ys[..., i]`` is state ``state_names[i]``; ``signals[..., j]`` is ``signal_names[j]``; both
+    are NaN where ``status != Status.OK``. Index by name with ``solution["organ.name"]``.
+    Under ``jax.vmap`` every array gains the leading batch axes.
+    """
+
+    ts: Array
+    ys: Array
+    signals: Array
+    status: Array
+    n_steps: Array
+    state_names: tuple[str, ...] = eqx.field(static=True)
+    state_units: tuple[str, ...] = eqx.field(static=True)
+    signal_names: tuple[str, ...] = eqx.field(static=True)
+    signal_units: tuple[str, ...] = eqx.field(static=True)
+    config: tuple[tuple[str, str], ...] = eqx.field(static=True)
+
+    def __getitem__(self, name: str) -> Array:
+        if name in self.state_names:
+            return self.ys[..., self.state_names.index(name)]
+        if name in self.signal_names:
+            return self.signals[..., self.signal_names.index(name)]
+        raise KeyError(f"{name!r} is neither a state nor a signal of this solution")
+
+    def unit(self, name: str) -> str:
+        if name in self.state_names:
+            return self.state_units[self.state_names.index(name)]
+        if name in self.signal_names:
+            return self.signal_units[self.signal_names.index(name)]
+        raise KeyError(name)
+
+    @property
+    def ok(self) -> Array:
+        return self.status == Status.OK
+
+
+class _Forcing(eqx.Module):
+    """The scenario resolved against a twin: arrays the vector field reads."""
+
+    window_index: tuple[int, ...] = eqx.field(static=True)  # target state of each window
+    window_rates: Array
+    window_starts: Array
+    window_ends: Array
+    step_names: tuple[str, ...] = eqx.field(static=True)
+    step_values: Array
+    step_starts: Array
+    step_ends: Array
+    trigger_index: tuple[int, ...] = eqx.field(static=True)  # target state of each trigger
+    trigger_rates: Array
+
+    def twin_at(self, twin: Twin, t: Array) -> Twin:
+        """The twin with every parameter step active at ``t`` applied (later steps win)."""
+        if not self.step_names:
+            return twin
+        base = twin.parameters()
+        values = {}
+        for k, name in enumerate(self.step_names):
+            on = (t >= self.step_starts[k]) & (t < self.step_ends[k])
+            values[name] = jnp.where(on, self.step_values[k], values.get(name, base[name]))
+        return twin.replace(values)
+
+    def rates(self, twin: Twin, t: Array, y: Array, active: Array) -> Array:
+        dy = self.twin_at(twin, t).rates(t, y)
+        if self.window_index:
+            on = (t >= self.window_starts) & (t < self.window_ends)
+            dy = dy.at[np.array(self.window_index)].add(jnp.where(on, self.window_rates, 0.0))
+        if self.trigger_index:
+            dy = dy.at[np.array(self.trigger_index)].add(
+                jnp.where(active, self.trigger_rates, 0.0))
+        return dy
+
+    def jump_times(self, t1: Array) -> Array | None:
+        edges = [self.window_starts, self.window_ends, self.step_starts, self.step_ends]
+        edges = jnp.concatenate([jnp.ravel(e) for e in edges])
+        if edges.size == 0:
+            return None
+        return jnp.where(jnp.isfinite(edges), edges, t1)
+
+
+def _stack(values, n: int = 0) -> Array:
+    return jnp.stack(values) if values else jnp.zeros((n,))
+
+
+def _resolve(twin: Twin, scenario: Scenario):
+    for item in scenario.interventions:
+        if not isinstance(item, (AbstractDose, AbstractRateInput, ParameterStep, Trigger)):
+            raise ValueError(f"simulate does not know how to apply {type(item).__name__}")
+    doses = [d.resolved(twin) for d in scenario.of_type(AbstractDose)]
+    windows = [w.window(twin) for w in scenario.of_type(AbstractRateInput)]
+    steps = [p.resolved(twin) for p in scenario.of_type(ParameterStep)]
+    triggers = [g.resolved(twin) for g in scenario.of_type(Trigger)]
+    forcing = _Forcing(
+        window_index=tuple(w[0] for w in windows),
+        window_rates=_stack([w[1] for w in windows]),
+        window_starts=_stack([w[2] for w in windows]),
+        window_ends=_stack([w[3] for w in windows]),
+        step_names=tuple(p[0] for p in steps),
+        step_values=_stack([p[1] for p in steps]),
+        step_starts=_stack([p[2] for p in steps]),
+        step_ends=_stack([p[3] for p in steps]),
+        trigger_index=tuple(g[3] for g in triggers),
+        trigger_rates=_stack([g[4] for g in triggers]),
+    )
+    return doses, forcing, triggers
+
+
+def _diffrax_status(result) -> Array:
+    okay = (result == diffrax.RESULTS.successful) | (result == diffrax.RESULTS.event_occurred)
+    code = jnp.where(okay, Status.OK, jnp.where(result == diffrax.RESULTS.max_steps_reached,
+                                                Status.MAX_STEPS, Status.SOLVER_FAILED))
+    return code.astype(jnp.int32)
+
+
+def _default_solver(twin: Twin) -> diffrax.AbstractSolver:
+    return diffrax.Kvaerno5() if twin.stiffness == "stiff" else diffrax.Tsit5()
+
+
+def _with_root_tolerances(solver, rtol: float, atol: float):
+    """Implicit solvers take their Newton tolerances from an adaptive controller; on fixed
+    steps there is none, so give them the run's tolerances explicitly."""
+    finder = getattr(solver, "root_finder", None)
+    if finder is not None and getattr(finder, "rtol", 0.0) is None:
+        return eqx.tree_at(lambda s: s.root_finder, solver,
+                           diffrax.VeryChord(rtol=rtol, atol=atol, norm=optx.max_norm))
+    return solver
+
+
+@eqx.filter_jit
+def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
+    solver, rtol, atol, max_steps, adjoint, throw, bound_check = static
+    n_states = y0.shape[0]
+    doses, forcing, triggers = _resolve(twin, scenario)
+    n_doses, n_triggers = len(doses), len(triggers)
+    switch_budget = sum(g.max_switches for g in scenario.of_type(Trigger))
+    n_segments = n_doses + 1 + switch_budget
+
+    if n_doses:
+        dose_times = jnp.stack([d[2] for d in doses])
+        jumps = jnp.stack([jnp.zeros(n_states).at[d[0]].set(d[1]) for d in doses])
+        order = jnp.argsort(dose_times)
+        dose_times, jumps = dose_times[order], jumps[order]
+    else:
+        dose_times, jumps = jnp.full((1,), jnp.inf), jnp.zeros((1, n_states))
+
+    if n_triggers:
+        sign = jnp.array([1.0 if g.below else -1.0 for g in scenario.of_type(Trigger)])
+        signal_index = np.array([g[0] for g in triggers])
+        thresholds = jnp.stack([g[1] for g in triggers])
+        releases = jnp.stack([g[2] for g in triggers])
+
+        def trigger_values(t, y, active):
+            signals = forcing.twin_at(twin, t).signals(t, y)[signal_index]
+            return jnp.where(active, sign * (releases - signals), sign * (signals - thresholds))
+
+        def make_cond(k):
+            return lambda t, y, args, **kwargs: trigger_values(t, y, args)[k]
+
+        event = diffrax.Event([make_cond(k) for k in range(n_triggers)],
+                              root_finder=optx.Newton(rtol=1e-10, atol=1e-10),
+                              direction=False)
+    else:
+        event = None
+
+    term = diffrax.ODETerm(lambda t, y, active: forcing.rates(twin, t, y, active))
+    if dt is None:
+        jump_ts = forcing.jump_times(t1)
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        if jump_ts is not None:
+            controller = diffrax.ClipStepSizeController(controller, jump_ts=jump_ts)
+    else:
+        controller = diffrax.ConstantStepSize()
+        solver = _with_root_tolerances(solver, rtol, atol)
+
+    def segment(carry, _):
+        t, y, ptr, active, just_fired, status, out, n_steps = carry
+        if n_triggers:  # a dose may have carried a signal across a threshold: re-evaluate
+            values = trigger_values(t, y, active)
+            # active: stays on while its release value is positive; inactive: switches on
+            # if its threshold value is already negative. A trigger that has just fired keeps
+            # its new state (its value sits at zero, where a sign test would be a coin toss).
+            reevaluated = jnp.where(active, values > 0.0, values < 0.0)
+            active = jnp.where(just_fired, active, reevaluated)
+        next_dose = jnp.where(ptr < n_doses, dose_times[jnp.minimum(ptr, dose_times.size - 1)],
+                              jnp.inf)
+        t_end = jnp.clip(next_dose, t, t1)
+        sol = diffrax.diffeqsolve(
+            term, solver, t, t_end, dt, y, args=active,
+            saveat=diffrax.SaveAt(ts=jnp.clip(ts, t, t_end), t1=True),
+            stepsize_controller=controller, max_steps=max_steps, adjoint=adjoint,
+            event=event, throw=False)
+        reached = sol.ts[-1]
+        y_end = sol.ys[-1]
+        in_segment = (ts >= t) & ((ts < reached) | ((reached >= t1) & (ts <= t1)))
+        out = jnp.where(in_segment[:, None], sol.ys[:-1], out)
+        status = jnp.where(status == Status.OK, _diffrax_status(sol.result), status)
+        n_steps = n_steps + jnp.asarray(sol.stats["num_steps"]).astype(n_steps.dtype)
+        if n_triggers:
+            fired = jnp.stack(sol.event_mask) & (sol.result == diffrax.RESULTS.event_occurred)
+            active = jnp.where(fired, ~active, active)
+            event_happened = jnp.any(fired)
+        else:
+            fired, event_happened = just_fired, False
+        take_dose = (~event_happened) & (ptr < n_doses) & (reached >= next_dose)
+        y_end = y_end + jnp.where(take_dose, jumps[jnp.minimum(ptr, dose_times.size - 1)], 0.0)
+        ptr = ptr + take_dose.astype(ptr.dtype)
+        return (reached, y_end, ptr, active, fired, status, out, n_steps), None
+
+    carry = (
+        t0,
+        y0,
+        jnp.array(0, dtype=jnp.int32),
+        jnp.zeros((n_triggers,), dtype=bool),
+        jnp.zeros((n_triggers,), dtype=bool),
+        jnp.array(Status.OK, dtype=jnp.int32),
+        jnp.full((ts.size, n_states), jnp.nan, dtype=y0.dtype),
+        jnp.array(0, dtype=jnp.int32),
+    )
+    (t_final, _, ptr, _, _, status, ys, n_steps), _ = jax.lax.scan(
+        segment, carry, None, length=n_segments)
+    unfinished = (t_final < t1) | ((ptr < n_doses) & (dose_times[jnp.minimum(ptr, dose_times.size
+                                                                              - 1)] <= t1))
+    status = jnp.where((status == Status.OK) & unfinished, Status.SWITCH_BUDGET, status)
+    status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
+
+    # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, so that
+    # round-off around a bound (an emptied depot at -1e-15 mg) is not an error.
+    specs = twin.state_specs
+    lower = np.array([s.lower for s in specs])
+    upper = np.array([s.upper for s in specs])
+    scale = 1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9)
+    violated = (ys < lower - scale) | (ys > upper + scale)
+    first_bad_state = jnp.argmax(jnp.any(violated, axis=0))
+    implausible = jnp.any(violated) & bound_check
+    status = jnp.where((status == Status.OK) & implausible, Status.IMPLAUSIBLE, status)
+
+    failed = status != Status.OK
+    ys = jnp.where(failed, jnp.nan, ys)
+    signals = jax.vmap(lambda t, y: forcing.twin_at(twin, t).signals(t, y))(ts, ys)
+    signals = jnp.where(failed, jnp.nan, signals)
+
+    if throw:
+        messages = [STATUS_MESSAGES[s] for s in Status if s != Status.IMPLAUSIBLE]
+        names = twin.state_names
+        for i, spec in enumerate(specs):
+            messages.append(f"state {names[i]} [{spec.unit}] left its plausible range "
+                            f"[{spec.lower}, {spec.upper}]. " + (spec.advice or ""))
+        index = jnp.where(status == Status.IMPLAUSIBLE, Status.IMPLAUSIBLE + first_bad_state,
+                          status)
+        ys = eqx.branched_error_if(ys, failed, index, messages)
+    return ys, signals, status, n_steps
+
+
+def simulate(
+    twin: Twin,
+    scenario: Scenario | None = None,
+    *,
+    t1: ArrayLike | None = None,
+    ts: ArrayLike | None = None,
+    n_save: int = 201,
+    t0: ArrayLike = 0.0,
+    y0: ArrayLike | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    dt: ArrayLike | None = None,
+    max_steps: int = 100_000,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    throw: bool = True,
+    check_bounds: bool = True,
+) -> Solution:
+    """Simulate ``twin`` under ``scenario`` from ``t0`` and save at ``ts`` (minutes).
+
+    Args:
+        twin: the composed twin.
+        scenario: interventions; ``None`` for none.
+        t1: end time; with ``ts`` omitted, ``n_save`` equally spaced save times on [t0, t1].
+        ts: save times, increasing, within [t0, t1]; ``t1`` defaults to ``ts[-1]``.
+        y0: initial state vector (default ``twin.initial_state()``).
+        solver: a diffrax solver; by default Tsit5 for non-stiff twins and Kvaerno5 for stiff
+            ones (the twin's declared stiffness).
+        rtol, atol: tolerances of the adaptive step-size controller (and of an implicit
+            solver's Newton iteration on fixed steps).
+        dt: a fixed step size (minutes); ``None`` for adaptive steps.
+        max_steps: step budget per segment (segments are separated by doses and switches).
+        adjoint: diffrax adjoint for reverse-mode gradients (default recursive checkpointing);
+            ``diffrax.ForwardMode()`` for ``jax.jvp``/``jacfwd``.
+        throw: raise on failure (with the reason) instead of only returning a failed status.
+        check_bounds: treat a state outside its declared physiological bounds as a failure.
+
+    Returns:
+        A ``Solution``. Its outputs are NaN when its status is not ``Status.OK``.
+    """
+    if not isinstance(twin, Twin):
+        raise ValueError(f"simulate expects a Twin, got {type(twin).__name__}; wrap a lone organ "
+                         "as vht.Twin({'name': organ})")
+    scenario = Scenario() if scenario is None else scenario
+    if not isinstance(scenario, Scenario):
+        raise ValueError(f"scenario must be a vht.Scenario, got {type(scenario).__name__}")
+    dtype = jnp.result_type(float)
+    t0 = jnp.asarray(t0, dtype=dtype)
+    if ts is None:
+        if t1 is None:
+            raise ValueError("simulate needs t1 (end time) or ts (save times)")
+        ts = jnp.linspace(t0, jnp.asarray(t1, dtype=dtype), n_save)
+    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=dtype))
+    t1 = ts[-1] if t1 is None else jnp.asarray(t1, dtype=dtype)
+    if not isinstance(ts, jax.core.Tracer) and not isinstance(t1, jax.core.Tracer):
+        ts_np = np.asarray(ts)
+        if np.any(np.diff(ts_np) < 0):
+            raise ValueError("save times ts must be increasing")
+        if not isinstance(t0, jax.core.Tracer) and (ts_np[0] < float(t0) or ts_np[-1] > float(t1)):
+            raise ValueError(f"save times must lie within [t0, t1] = [{float(t0)}, {float(t1)}]")
+    y0 = twin.initial_state() if y0 is None else jnp.asarray(y0, dtype=dtype)
+    if y0.shape != (len(twin.state_names),):
+        raise ValueError(f"y0 has shape {y0.shape}; the twin has {len(twin.state_names)} states")
+    solver = _default_solver(twin) if solver is None else solver
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if dt is not None:
+        dt = jnp.asarray(dt, dtype=dtype)
+    if max_steps < 1 or math.isinf(max_steps):
+        raise ValueError("max_steps must be a positive integer")
+    static = (solver, float(rtol), float(atol), int(max_steps), adjoint, bool(throw),
+              bool(check_bounds))
+    ys, signals, status, n_steps = _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static)
+    config = (
+        ("solver", type(solver).__name__),
+        ("stepping", "adaptive" if dt is None else "fixed"),
+        ("rtol", repr(float(rtol))),
+        ("atol", repr(float(atol))),
+        ("max_steps", str(int(max_steps))),
+        ("adjoint", type(adjoint).__name__),
+        ("time_unit", "min"),
+    )
+    return Solution(ts, ys, signals, status, n_steps, twin.state_names, twin.state_units,
+                    twin.signal_names, twin.signal_units, config)

@@ -1,0 +1,17 @@
+"""Building blocks of conserved-flow networks (compartments and conductances).
+
+See ``vht._network`` for the conservation argument; organ models import from here:
+``from vht.network import Compliance, Resistance, SmoothValve, Network``.
+"""
+
+from ._network import AbstractCompartment as AbstractCompartment
+from ._network import AbstractConductance as AbstractConductance
+from ._network import Clearance as Clearance
+from ._network import Compliance as Compliance
+from ._network import Depot as Depot
+from ._network import FirstOrderTransfer as FirstOrderTransfer
+from ._network import IdealValve as IdealValve
+from ._network import Network as Network
+from ._network import Resistance as Resistance
+from ._network import SmoothValve as SmoothValve
+from ._network import VolumeOfDistribution as VolumeOfDistribution
