@@ -87,7 +87,7 @@ def parameter(
 ) -> Any:
     """An array-valued physical parameter field of an organ.
 
-    The value is converted with ``jnp.asarray`` so that it is a traced leaf (differentiable,
+    The value is converted to a float array so that it is a traced leaf (differentiable,
     vmappable); a Python float would be static and recompile on every new value.
 
     ```python
@@ -102,8 +102,14 @@ def parameter(
     metadata = {"vht_parameter": True, "unit": unit, "bounds": (float(lower), float(upper)),
                 "description": description}
     if default is None:
-        return eqx.field(converter=jnp.asarray, metadata=metadata)
-    return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
+        return eqx.field(converter=_float_array, metadata=metadata)
+    return eqx.field(default=default, converter=_float_array, metadata=metadata)
+
+
+def _float_array(x) -> Array:
+    """A strongly typed float array: a weakly typed leaf (from a Python float) and a strongly
+    typed one (from ``replace``) would be two different programs to jit."""
+    return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 class AbstractOrgan(eqx.Module):
@@ -121,6 +127,10 @@ class AbstractOrgan(eqx.Module):
             raise ValueError(
                 f"{cls.__name__}.stiffness must be 'nonstiff' or 'stiff', not {cls.stiffness!r}"
             )
+        clash = {s.name for s in cls.states} & {o.name for o in cls.outputs}
+        if clash:
+            raise ValueError(f"{cls.__name__}: a state and an output share the name "
+                             f"{sorted(clash)[0]!r}; results name both 'organ.name'")
         for group in ("states", "inputs", "outputs"):
             names = [item.name for item in getattr(cls, group)]
             duplicates = sorted({n for n in names if names.count(n) > 1})

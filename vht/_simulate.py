@@ -181,11 +181,15 @@ def _default_solver(twin: Twin) -> diffrax.AbstractSolver:
     return diffrax.Kvaerno5() if twin.stiffness == "stiff" else diffrax.Tsit5()
 
 
+# diffrax's marker for "take the root finder's tolerances from the step-size controller".
+from diffrax._root_finder import use_stepsize_tol as _USE_STEPSIZE_TOL  # noqa: E402
+
+
 def _with_root_tolerances(solver, rtol: float, atol: float):
     """Implicit solvers take their Newton tolerances from an adaptive controller; on fixed
     steps there is none, so give them the run's tolerances explicitly."""
     finder = getattr(solver, "root_finder", None)
-    if finder is not None and getattr(finder, "rtol", 0.0) is None:
+    if finder is not None and getattr(finder, "rtol", 0.0) is _USE_STEPSIZE_TOL:
         return eqx.tree_at(lambda s: s.root_finder, solver,
                            diffrax.VeryChord(rtol=rtol, atol=atol, norm=optx.max_norm))
     return solver
@@ -251,13 +255,14 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         t_end = jnp.clip(next_dose, t, t1)
         sol = diffrax.diffeqsolve(
             term, solver, t, t_end, dt, y, args=active,
-            saveat=diffrax.SaveAt(ts=jnp.clip(ts, t, t_end), t1=True),
+            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t, t_end)),
+                                        diffrax.SubSaveAt(t1=True)]),
             stepsize_controller=controller, max_steps=max_steps, adjoint=adjoint,
             event=event, throw=False)
-        reached = sol.ts[-1]
-        y_end = sol.ys[-1]
+        reached = sol.ts[1][0]
+        y_end = sol.ys[1][0]
         in_segment = (ts >= t) & ((ts < reached) | ((reached >= t1) & (ts <= t1)))
-        out = jnp.where(in_segment[:, None], sol.ys[:-1], out)
+        out = jnp.where(in_segment[:, None], sol.ys[0], out)
         status = jnp.where(status == Status.OK, _diffrax_status(sol.result), status)
         n_steps = n_steps + jnp.asarray(sol.stats["num_steps"]).astype(n_steps.dtype)
         if n_triggers:
