@@ -89,7 +89,7 @@ def test_diffrax_inf_fill_never_escapes():
     twin = one_compartment()
     scenario = vht.Scenario([
         vht.Bolus("drug.central", 300.0, 0.0),
-        vht.Trigger("drug.concentration", 5.0, "drug.central", 20.0, unit="mg/h"),
+        vht.Trigger("drug.concentration", 5.0, "drug.central", 20.0, release=6.0, unit="mg/h"),
     ])
     solution = vht.simulate(twin, scenario, t1=24 * 60.0, n_save=50)
     assert np.all(np.isfinite(solution.ys))

@@ -172,3 +172,27 @@ def test_scenario_describes_itself_for_provenance():
     assert record["time_unit"] == "min"
     assert record["interventions"][1]["type"] == "Trigger"
     assert record["interventions"][1]["threshold"] == 5.0
+
+
+def test_two_triggers_crossing_together_both_switch():
+    """Fluids and a drug both start when the same signal crosses the same threshold."""
+    scenario = vht.Scenario([
+        vht.Bolus("drug.central", 300.0, 0.0),
+        vht.Trigger("drug.concentration", 5.0, "drug.central", 12.0, release=9.0, unit="mg/h"),
+        vht.Trigger("drug.concentration", 5.0, "drug.central", 12.0, release=9.0, unit="mg/h"),
+    ])
+    hours = np.array([5.0, 8.0, 10.0])
+    solution = vht.simulate(_iv_twin(), scenario, ts=jnp.asarray(hours * HOUR), **TIGHT)
+    expected, _ = _trigger_closed_form(hours)  # 2 x 12 mg/h is the single trigger's 24 mg/h
+    np.testing.assert_allclose(solution["drug.concentration"][:2], expected[:2], rtol=1e-7)
+
+
+def test_a_rule_without_hysteresis_that_chatters_is_reported():
+    """On at C < 5 with a plateau above 5 and no release band: the rule switches off as soon as
+    it switches on. vht follows every switch and reports the exhausted budget."""
+    scenario = vht.Scenario([
+        vht.Bolus("drug.central", 300.0, 0.0),
+        vht.Trigger("drug.concentration", 5.0, "drug.central", 20.0, unit="mg/h"),
+    ])
+    solution = vht.simulate(_iv_twin(), scenario, t1=24 * HOUR, throw=False, **TIGHT)
+    assert int(solution.status) == vht.Status.SWITCH_BUDGET

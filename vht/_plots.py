@@ -50,7 +50,8 @@ def plot_signal(
         for i, entry in enumerate(labels):
             ax.plot(time, variable.isel({by: i}).values, label=str(entry), **line_kwargs)
     unit = variable.attrs.get("units", "")
-    ax.set_ylabel(f"{variable.attrs.get('long_name', name)} [{unit}]" if unit else name)
+    label = variable.attrs.get("long_name", name.rpartition(".")[2].replace("_", " "))
+    ax.set_ylabel(f"{label} [{unit}]" if unit and unit != "dimensionless" else label)
     ax.set_xlabel(_TIME_LABELS.get(time_unit, f"time [{time_unit}]"))
     ax.grid(True, alpha=0.3)
     return ax

@@ -7,7 +7,7 @@ How a scenario reaches the solver:
   gradients with respect to dose time and amount are exact and non-zero;
 - rate inputs (``Infusion``, ``Meal``) and ``ParameterStep`` windows enter the vector field as
   forcing, and their edges go to the step-size controller as ``jump_ts``;
-- ``Trigger`` thresholds are diffrax ``Event``\\s with a Newton root finder; a crossing ends the
+- ``Trigger`` thresholds are diffrax ``Event``\\s with a bisection root finder; a crossing ends the
   segment and switches the treatment.
 
 Segments run in a ``lax.scan`` of fixed length (doses + 1 + the triggers' switch budget), so
@@ -222,16 +222,19 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
             signals = forcing.twin_at(twin, t).signals(t, y)[signal_index]
             return jnp.where(active, sign * (releases - signals), sign * (signals - thresholds))
 
-        def make_cond(k):
-            return lambda t, y, args, **kwargs: trigger_values(t, y, args)[k]
-
-        event = diffrax.Event([make_cond(k) for k in range(n_triggers)],
-                              root_finder=optx.Newton(rtol=1e-10, atol=1e-10),
-                              direction=False)
+        # One scalar condition, the smallest of the triggers' values: it reaches zero when the
+        # first trigger crosses, and the crossing is bracketed by the step that crossed, so
+        # bisection locates it without the divergence Newton sometimes showed on the dense
+        # output. Which triggers fired is read off their values at the event (see below).
+        # Without hysteresis a trigger that has just switched sits at zero; an offset of 1e-6
+        # of its level lifts it clear, so that its next genuine crossing is seen as one.
+        event = diffrax.Event(
+            lambda t, y, args, **kwargs: jnp.min(trigger_values(t, y, args[0]) + args[1]),
+            root_finder=optx.Bisection(rtol=1e-12, atol=1e-12), direction=False)
     else:
         event = None
 
-    term = diffrax.ODETerm(lambda t, y, active: forcing.rates(twin, t, y, active))
+    term = diffrax.ODETerm(lambda t, y, args: forcing.rates(twin, t, y, args[0]))
     if dt is None:
         jump_ts = forcing.jump_times(t1)
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
@@ -250,11 +253,17 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
             # its new state (its value sits at zero, where a sign test would be a coin toss).
             reevaluated = jnp.where(active, values > 0.0, values < 0.0)
             active = jnp.where(just_fired, active, reevaluated)
+            levels = jnp.where(active, releases, thresholds)
+            tolerance = 1e-6 * (1.0 + jnp.abs(levels))
+            values = trigger_values(t, y, active)
+            offset = jnp.where(just_fired & (values < tolerance), tolerance, 0.0)
+        else:
+            offset = jnp.zeros((0,))
         next_dose = jnp.where(ptr < n_doses, dose_times[jnp.minimum(ptr, dose_times.size - 1)],
                               jnp.inf)
         t_end = jnp.clip(next_dose, t, t1)
         sol = diffrax.diffeqsolve(
-            term, solver, t, t_end, dt, y, args=active,
+            term, solver, t, t_end, dt, y, args=(active, offset),
             saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t, t_end)),
                                         diffrax.SubSaveAt(t1=True)]),
             stepsize_controller=controller, max_steps=max_steps, adjoint=adjoint,
@@ -266,9 +275,14 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         status = jnp.where(status == Status.OK, _diffrax_status(sol.result), status)
         n_steps = n_steps + jnp.asarray(sol.stats["num_steps"]).astype(n_steps.dtype)
         if n_triggers:
-            fired = jnp.stack(sol.event_mask) & (sol.result == diffrax.RESULTS.event_occurred)
+            event_happened = sol.result == diffrax.RESULTS.event_occurred
+            # Every trigger at zero when the segment ends fired: two triggers on one signal
+            # and threshold cross together. The one that ended the segment always counts.
+            values = trigger_values(reached, y_end, active) + offset
+            at_zero = jnp.abs(values) <= 2.0 * tolerance
+            first = jnp.arange(n_triggers) == jnp.argmin(values)
+            fired = event_happened & (at_zero | first)
             active = jnp.where(fired, ~active, active)
-            event_happened = jnp.any(fired)
         else:
             fired, event_happened = just_fired, False
         take_dose = (~event_happened) & (ptr < n_doses) & (reached >= next_dose)

@@ -175,7 +175,7 @@ def load_twin(path: str | os.PathLike) -> Twin:
             raise ValueError(f"{path}: organ {name!r} of the file is missing from the twin that "
                              f"{attrs['builder']} builds now")
         if stored[name] != current[name]:
-            raise ValueError(f"{path}: organ {name!r} ({type(twin[name]).__qualname__}) differs "
+            raise ValueError(f"{path}: organ {name!r} ({type(twin[name]).__name__}) differs "
                              "from the one that wrote the file (its equations, ports, parameters "
                              "or units changed): the file's model hash does not match")
     for name in current:

@@ -1,0 +1,126 @@
+"""The ``vht`` command.
+
+    vht run EXPERIMENT [ARGS...]   run an experiment file or module (its main(argv))
+    vht info                       versions, devices, MPI
+    vht inspect FILE               summarise a twin file or a results file
+
+Every subcommand has ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+
+def _load_experiment(target: str):
+    """An experiment is a Python file or an importable module with a ``main(argv)``."""
+    path = Path(target)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise SystemExit(f"vht run: no such experiment file: {target}")
+        sys.path.insert(0, str(Path.cwd()))  # experiments import their siblings by package
+        spec = importlib.util.spec_from_file_location(f"vht_experiment_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(target)
+        except ImportError as error:
+            raise SystemExit(f"vht run: cannot import experiment {target!r}: {error}") from None
+    if not callable(getattr(module, "main", None)):
+        raise SystemExit(f"vht run: {target} defines no main(argv) function")
+    return module
+
+
+def _run(args) -> int:
+    module = _load_experiment(args.experiment)
+    result = module.main(list(args.args))
+    return int(result or 0)
+
+
+def _info(args) -> int:
+    import jax
+
+    import vht
+    from vht import distributed
+
+    from ._results import _version
+
+    print(f"vht {vht.__version__}")
+    for package in ("jax", "jaxlib", "diffrax", "equinox", "optax", "optimistix", "lineax",
+                    "numpy", "xarray", "h5py", "mpi4py", "mpi4jax"):
+        print(f"  {package:<11}{_version(package)}")
+    print(f"devices: {', '.join(str(d) for d in jax.devices())}")
+    print(f"x64: {jax.config.jax_enable_x64}")
+    if distributed.mpi_enabled():
+        print(f"MPI: rank {distributed.rank()} of {distributed.world_size()}")
+    else:
+        print("MPI: not available (install the 'mpi' extra) or disabled (VHT_DISABLE_MPI)")
+    return 0
+
+
+def _inspect(args) -> int:
+    import h5py
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"vht inspect: no such file: {path}")
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        if attrs.get("format") == "vht-twin":
+            print(f"twin file {path}")
+            for key in ("builder", "builder_args", "vht_version", "model_hash", "parameter_hash",
+                        "created_utc"):
+                print(f"  {key:<15}{attrs.get(key)}")
+            print("  parameters:")
+            for name in f["parameters"]:
+                dataset = f["parameters"][name]
+                unit = dataset.attrs.get("unit", "")
+                print(f"    {name:<50}{dataset[()]!s:>14} {unit}")
+            if "posterior" in f:
+                sizes = {n: f["posterior"][n].shape[0] for n in f["posterior"]}
+                print(f"  posterior samples: {json.dumps(sizes)}")
+            return 0
+    import vht
+
+    dataset = vht.load_dataset(path)
+    print(dataset)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vht", description="vht: virtual human twins (differentiable physiology in JAX).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment file or module",
+                         description="Run an experiment: a .py file or a module such as "
+                         "experiments.flagship, whose main(argv) receives the remaining "
+                         "arguments. Example: vht run experiments/flagship.py --minutes 5")
+    run.add_argument("experiment", help="path to a .py file, or a module name")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the experiment")
+    run.set_defaults(handler=_run)
+    info = sub.add_parser("info", help="versions, devices and MPI status",
+                          description="Print the versions of vht and its numerical stack, the "
+                          "JAX devices, and whether MPI is available.")
+    info.set_defaults(handler=_info)
+    inspect = sub.add_parser("inspect", help="summarise a twin file or results file",
+                             description="Print a twin file's builder, hashes and parameters, "
+                             "or a results file's dataset summary.")
+    inspect.add_argument("file", help="an HDF5 twin file or results file")
+    inspect.set_defaults(handler=_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
