@@ -34,34 +34,32 @@ smooth and fixed-step solvers keep their theoretical order (the convergence test
 
 Parameters (defaults for a resting adult; units as declared on each field):
 
-============================  =========  ===========  ==============================================
-parameter                     default    unit         basis
-============================  =========  ===========  ==============================================
-heart_rate                    72         1/min        resting adult (60-100/min)
-lv_elastance_max              2.5        mmHg/mL      end-systolic elastance ~2-3 mmHg/mL (Suga 1973)
-lv_elastance_min              0.06       mmHg/mL      LVEDP ~7 mmHg at EDV ~130 mL
-lv_unstressed_volume          10         mL
-rv_elastance_max              0.55       mmHg/mL      RV systolic ~25 mmHg at ESV ~55 mL
-rv_elastance_min              0.04       mmHg/mL      RVEDP ~5 mmHg at EDV ~130 mL
-rv_unstressed_volume          10         mL
-activation_peak_time          0.28       s            peak systolic elastance ~0.3 s after onset
-activation_width              0.085      s            systole ~0.3 s
-systemic_arterial_compliance  1.56       mL/mmHg      stroke volume / pulse pressure ~78/40
-systemic_arterial_unstressed  650        mL           arteries hold ~15 % of blood volume
-systemic_venous_compliance    70         mL/mmHg      venous capacitance (Rothe 1983: ~1-2 mL/mmHg/kg)
-systemic_venous_unstressed    3040       mL           set for a cardiac output of 5.6 L/min
-pulmonary_arterial_compl.     4.0        mL/mmHg
-pulmonary_arterial_unstr.     90         mL
-pulmonary_venous_compliance   20         mL/mmHg      includes the left atrium
-pulmonary_venous_unstressed   270        mL
-systemic_resistance           0.94       mmHg s/mL    (MAP - CVP) / CO = (93 - 5.6) / 93
-pulmonary_resistance          0.07       mmHg s/mL    (mPAP - PCWP) / CO ~ (15 - 8.5) / 93
-valve_resistance              0.005      mmHg s/mL    all four valves
-valve_sharpness               5          1/mmHg       smooth valves only: transition width 0.2 mmHg
-monitor_time_constant         2.0        s            each of two averaging stages
-blood_volume                  5000       mL           ~70 mL/kg (Pulse reference: 5510 mL)
-hemorrhage_rate               0          mL/s         scenario-driven
-============================  =========  ===========  ==============================================
+| parameter | default | unit | basis |
+|---|---|---|---|
+| heart_rate | 72 | 1/min | resting adult (60-100/min) |
+| lv_elastance_max | 2.5 | mmHg/mL | end-systolic elastance ~2-3 mmHg/mL (Suga 1973) |
+| lv_elastance_min | 0.06 | mmHg/mL | LVEDP ~7 mmHg at EDV ~130 mL |
+| lv_unstressed_volume | 10 | mL |  |
+| rv_elastance_max | 0.55 | mmHg/mL | RV systolic ~25 mmHg at ESV ~55 mL |
+| rv_elastance_min | 0.04 | mmHg/mL | RVEDP ~5 mmHg at EDV ~130 mL |
+| rv_unstressed_volume | 10 | mL |  |
+| activation_peak_time | 0.28 | s | peak systolic elastance ~0.3 s after onset |
+| activation_width | 0.085 | s | systole ~0.3 s |
+| systemic_arterial_compliance | 1.56 | mL/mmHg | stroke volume / pulse pressure ~78/40 |
+| systemic_arterial_unstressed_volume | 650 | mL | arteries hold ~15 % of blood volume |
+| systemic_venous_compliance | 70 | mL/mmHg | venous capacitance (Rothe 1983: ~1-2 mL/mmHg/kg) |
+| systemic_venous_unstressed_volume | 3040 | mL | set for a cardiac output of 5.6 L/min |
+| pulmonary_arterial_compliance | 4.0 | mL/mmHg |  |
+| pulmonary_arterial_unstressed_volume | 90 | mL |  |
+| pulmonary_venous_compliance | 20 | mL/mmHg | includes the left atrium |
+| pulmonary_venous_unstressed_volume | 270 | mL |  |
+| systemic_resistance | 0.94 | mmHg s/mL | (MAP - CVP) / CO = (93 - 5.6) / 93 |
+| pulmonary_resistance | 0.07 | mmHg s/mL | (mPAP - PCWP) / CO ~ (15 - 8.5) / 93 |
+| valve_resistance | 0.005 | mmHg s/mL | all four valves |
+| valve_sharpness | 5 | 1/mmHg | smooth valves only: transition width 0.2 mmHg |
+| monitor_time_constant | 2.0 | s | each of two averaging stages |
+| blood_volume | 5000 | mL | ~70 mL/kg (Pulse reference: 5510 mL) |
+| hemorrhage_rate | 0 | mL/s | scenario-driven |
 
 The values are chosen within textbook ranges (Guyton and Hall, Textbook of Medical Physiology;
 Klabunde, Cardiovascular Physiology Concepts) to give a resting adult; they are not fitted to

@@ -15,14 +15,12 @@ gives an inhibitory drug (factor < 1).
 
 Default parameters: illustrative (they are set per drug by the twin that uses the organ):
 
-=========  ========  ======  ==============================================
-parameter  default   unit    meaning
-=========  ========  ======  ==============================================
-ke0        41.6      1/h     equilibration half-life ln 2 / ke0 = 1 min
-emax       1.0       1       maximal fractional change
-ec50       0.002     mg/L    effect-site concentration at half-maximal effect
-hill       1.0       1       sigmoidicity
-=========  ========  ======  ==============================================
+| parameter | default | unit | meaning |
+|---|---|---|---|
+| ke0 | 41.6 | 1/h | equilibration half-life ln 2 / ke0 = 1 min |
+| emax | 1.0 | 1 | maximal fractional change |
+| ec50 | 0.002 | mg/L | effect-site concentration at half-maximal effect |
+| hill | 1.0 | 1 | sigmoidicity |
 """
 
 from __future__ import annotations

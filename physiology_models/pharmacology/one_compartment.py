@@ -21,15 +21,13 @@ Default parameters: the population typical values of the theophylline data (R
 ``datasets::Theoph``, 12 adults) from the maximum-likelihood nlme fit of Pinheiro and Bates
 (2000), fm3, at the cohort's mean weight of 69.58 kg:
 
-=================  ========  ======  ==========================================================
-parameter          default   unit    source
-=================  ========  ======  ==========================================================
-ka                 1.593     1/h     exp(0.46573)
-clearance          2.760     L/h     CL/F 0.03967 L/h/kg x 69.58 kg (with F = 1, CL stands for CL/F)
-volume             32.13     L       V/F 0.4618 L/kg x 69.58 kg
-bioavailability    1.0       1       oral data alone identify CL/F and V/F, not F
-lag_time           0.0       h
-=================  ========  ======  ==========================================================
+| parameter | default | unit | source |
+|---|---|---|---|
+| ka | 1.593 | 1/h | exp(0.46573) |
+| clearance | 2.760 | L/h | CL/F 0.03967 L/h/kg x 69.58 kg (with F = 1, CL stands for CL/F) |
+| volume | 32.13 | L | V/F 0.4618 L/kg x 69.58 kg |
+| bioavailability | 1.0 | 1 | oral data alone identify CL/F and V/F, not F |
+| lag_time | 0.0 | h |  |
 """
 
 from __future__ import annotations

@@ -20,17 +20,15 @@ drug: ka, CL and V1 are the theophylline typical values of ``OneCompartmentPK``;
 peripheral compartment (Q, V2) is added with a distribution half-life of about 1.5 h and a
 steady-state volume V1 + V2 of 52 L, typical magnitudes for a drug distributing into tissue.
 
-=================  ========  ======
-parameter          default   unit
-=================  ========  ======
-ka                 1.593     1/h
-clearance          2.760     L/h
-central_volume     32.13     L
-intercompartmental_clearance  8.0  L/h
-peripheral_volume  20.0      L
-bioavailability    1.0       1
-lag_time           0.0       h
-=================  ========  ======
+| parameter | default | unit |
+|---|---|---|
+| ka | 1.593 | 1/h |
+| clearance | 2.760 | L/h |
+| central_volume | 32.13 | L |
+| intercompartmental_clearance | 8.0 | L/h |
+| peripheral_volume | 20.0 | L |
+| bioavailability | 1.0 | 1 |
+| lag_time | 0.0 | h |
 """
 
 from __future__ import annotations
