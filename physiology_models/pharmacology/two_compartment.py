@@ -17,8 +17,9 @@ The tri-exponential single-dose solution is in Gibaldi and Perrier (1982), ch. 2
 
 Default parameters: illustrative values for a small-molecule oral drug, not one specific
 drug: ka, CL and V1 are the theophylline typical values of ``OneCompartmentPK``; the
-peripheral compartment (Q, V2) is added with a distribution half-life of about 1.5 h and a
-steady-state volume V1 + V2 of 52 L, typical magnitudes for a drug distributing into tissue.
+peripheral compartment (Q, V2) is added with a distribution half-life of about 1 h, a terminal
+half-life of about 14 h and a steady-state volume V1 + V2 of 52 L, typical magnitudes for a
+drug distributing into tissue.
 
 | parameter | default | unit |
 |---|---|---|
