@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             launcher.append("--oversubscribe")
         rank_report = str(REPORTS / "mpi-rank-")
         command = (f'exec "{sys.executable}" -m pytest tests/mpi -p no:cacheprovider -q '
-                   f'-o junit_family=xunit1 --junitxml="{rank_report}${{OMPI_COMM_WORLD_RANK}}.xml"')
+                   f'-o junit_family=xunit1 '
+                   f'--junitxml="{rank_report}${{OMPI_COMM_WORLD_RANK}}.xml"')
         mpi_returncode = subprocess.run([*launcher, "bash", "-c", command], cwd=ROOT,
                                         env=env).returncode
         mpi_reports = [Path(p) for p in sorted(glob.glob(f"{rank_report}*.xml"))]

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import one_compartment
 
 import vht
-from shared import one_compartment
 from vht import State, parameter
 
 

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import one_compartment, two_compartment
 
 import vht
 import vht._simulate
-from shared import one_compartment, two_compartment
 
 SAVE = jnp.array([1.0, 3.0, 6.0, 9.0, 12.0]) * vht.HOUR
 NAMES = ("drug.ka", "drug.clearance", "drug.central_volume", "drug.intercompartmental_clearance",

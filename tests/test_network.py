@@ -4,19 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import circulation_steady_state
 
 import vht
-from shared import circulation_steady_state
 from vht.network import Clearance, Compliance, Network, Resistance, SmoothValve
 
 
-def test_closed_circulation_conserves_blood_volume_to_round_off():
+def test_closed_circulation_conserves_blood_volume_to_round_off(record_property):
     """Six compartments, four valves, a hemorrhage-free beating heart: total volume is exact."""
     twin, steady = circulation_steady_state()
     solution = vht.simulate(twin, y0=steady.y, t1=0.5, n_save=101)  # 36 beats
     (group,) = twin.conserved_groups()
     totals = np.asarray(solution.ys)[:, group].sum(axis=1)
     relative = np.abs(totals - totals[0]) / totals[0]
+    record_property("max_relative_drift", float(relative.max()))
     assert relative.max() < 1e-12, relative.max()
     np.testing.assert_allclose(totals[0], float(twin["circulation"].blood_volume), rtol=1e-12)
 

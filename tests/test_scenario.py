@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import one_compartment
 
 import vht
-from shared import one_compartment
 
 TIGHT = dict(rtol=1e-12, atol=1e-12, max_steps=20_000)
 HOUR = vht.HOUR

@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import circulation_steady_state, one_compartment
 
 import vht
-from shared import circulation_steady_state, one_compartment
 
 
 def test_periodic_circulation_repeats_after_one_beat_with_its_blood_volume():

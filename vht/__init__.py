@@ -27,6 +27,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+from . import _distributed as distributed
+from . import network as network
 from ._hashing import model_hash as model_hash
 from ._hashing import organ_hashes as organ_hashes
 from ._hashing import parameter_hash as parameter_hash
@@ -66,5 +68,3 @@ from ._units import MINUTE as MINUTE
 from ._units import TIME_UNIT as TIME_UNIT
 from ._units import conversion_factor as conversion_factor
 from ._units import units as unit_registry
-from . import _distributed as distributed
-from . import network as network

@@ -35,8 +35,8 @@ def _mpi():
     if os.environ.get("VHT_DISABLE_MPI", "").lower() in ("1", "true", "yes"):
         return None
     try:
-        from mpi4py import MPI
         import mpi4jax
+        from mpi4py import MPI
     except ImportError:
         return None
     return MPI, mpi4jax

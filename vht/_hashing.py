@@ -42,7 +42,7 @@ def _strip_docstrings(node: ast.AST) -> ast.AST:
     return node
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _method_code(cls: type) -> str:
     """The methods of ``cls`` and its organ base classes, normalised (no docs, no comments)."""
     parts = []

@@ -138,7 +138,8 @@ class AbstractOrgan(eqx.Module):
                 raise ValueError(f"{cls.__name__} declares duplicate {group}: {duplicates}")
             for item in getattr(cls, group):
                 if not item.name.isidentifier():
-                    raise ValueError(f"{cls.__name__}: {group} name {item.name!r} is not an identifier")
+                    raise ValueError(f"{cls.__name__}: {group} name {item.name!r} is not an "
+                                     "identifier")
                 parse_unit(item.unit)
 
     # -- the model -------------------------------------------------------------------------

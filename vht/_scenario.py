@@ -189,7 +189,8 @@ class Trigger(AbstractIntervention):
         """(signal index, threshold, release, state index, rate per minute in state units)."""
         signal_index = twin.signal_index(self.signal)
         signal_unit = twin.signal_units[signal_index]
-        scale = 1.0 if self.signal_unit is None else conversion_factor(self.signal_unit, signal_unit)
+        scale = (1.0 if self.signal_unit is None
+                 else conversion_factor(self.signal_unit, signal_unit))
         release = self.threshold if self.release is None else self.release
         index = twin.state_index(self.target)
         factor = 1.0 if self.unit is None else conversion_factor(

@@ -92,7 +92,8 @@ class Twin(eqx.Module):
             if not isinstance(name, str) or not name.isidentifier():
                 raise ValueError(f"organ name {name!r} must be a Python identifier (no dots)")
             if not isinstance(organ, AbstractOrgan):
-                raise ValueError(f"organ {name!r} is a {type(organ).__name__}, not an AbstractOrgan")
+                raise ValueError(f"organ {name!r} is a {type(organ).__name__}, not an "
+                                 "AbstractOrgan")
             if name in names:
                 raise ValueError(f"duplicate organ name {name!r}: every organ needs its own name")
             names.append(name)
@@ -112,7 +113,8 @@ class Twin(eqx.Module):
         checked, fed = [], {}
         for pair in connections:
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise ValueError(f"connection {pair!r} must be a pair ('organ.output', 'organ.input')")
+                raise ValueError(f"connection {pair!r} must be a pair "
+                                 "('organ.output', 'organ.input')")
             source, target = pair
             s_organ, s_port = _split_port(source, "source")
             t_organ, t_port = _split_port(target, "target")
@@ -156,15 +158,16 @@ class Twin(eqx.Module):
                     continue
                 value = np.asarray(value)
                 if np.any(value < info.lower) or np.any(value > info.upper):
-                    raise ValueError(f"parameter {name}.{pname} = {value} [{info.unit}] lies outside "
-                                     f"its bounds [{info.lower}, {info.upper}]")
+                    raise ValueError(f"parameter {name}.{pname} = {value} [{info.unit}] lies "
+                                     f"outside its bounds [{info.lower}, {info.upper}]")
 
     def _check_organ_functions(self):
         """Trace each organ once (shapes only) to check the names its functions return."""
         for name, organ in zip(self.names, self.organs):
-            state = {s.name: jax.ShapeDtypeStruct((), jnp.result_type(float)) for s in organ.states}
-            inputs = {i.name: jax.ShapeDtypeStruct((), jnp.result_type(float)) for i in organ.inputs}
-            t = jax.ShapeDtypeStruct((), jnp.result_type(float))
+            scalar = jax.ShapeDtypeStruct((), jnp.result_type(float))
+            state = {s.name: scalar for s in organ.states}
+            inputs = {i.name: scalar for i in organ.inputs}
+            t = scalar
             for function, declared, what in (
                 (lambda o, t, s, i: o.rates(t, s, i), [s.name for s in organ.states], "rates"),
                 (lambda o, t, s, i: o.observe(t, s), [p.name for p in organ.outputs], "observe"),
@@ -311,7 +314,8 @@ class Twin(eqx.Module):
         outputs = self._organ_outputs(t, parts)
         routed: dict[str, dict[str, Any]] = {n: {} for n in self.names}
         for c in self.connections:
-            routed[c.target_organ][c.target_port] = outputs[c.source_organ][c.source_port] * c.factor
+            value = outputs[c.source_organ][c.source_port]
+            routed[c.target_organ][c.target_port] = value * c.factor
         derivatives = []
         for name, organ in zip(self.names, self.organs):
             inputs = {i.name: routed[name].get(i.name, i.default) for i in organ.inputs}

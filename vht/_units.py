@@ -29,7 +29,7 @@ units.define("insulin_unit = [insulin] = IU")
 units.define("beat = [] = beats")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parse_unit(unit: str) -> pint.Unit:
     """Parse a unit string, raising ``ValueError`` (not pint's own error) if it is unknown."""
     if not isinstance(unit, str):
@@ -40,7 +40,7 @@ def parse_unit(unit: str) -> pint.Unit:
         raise ValueError(f"unknown unit {unit!r}: {error}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def conversion_factor(from_unit: str, to_unit: str) -> float:
     """The factor ``f`` with ``value_in_to_unit = f * value_in_from_unit``.
 

@@ -214,9 +214,10 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
         flows = network.flows(t, pressures)
         dvolume = network.balance(flows, {"systemic_arteries": -self.hemorrhage_rate})
         tau = self.monitor_time_constant
+        arterial = pressures["systemic_arteries"]
         return {
             **dvolume,
-            "pressure_average_1": (pressures["systemic_arteries"] - state["pressure_average_1"]) / tau,
+            "pressure_average_1": (arterial - state["pressure_average_1"]) / tau,
             "pressure_average_2": (state["pressure_average_1"] - state["pressure_average_2"]) / tau,
             "flow_average_1": (flows["aortic"] - state["flow_average_1"]) / tau,
             "flow_average_2": (state["flow_average_1"] - state["flow_average_2"]) / tau,

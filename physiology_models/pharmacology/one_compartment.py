@@ -48,12 +48,16 @@ _POSITIVE = (1e-12, float("inf"))
 class OneCompartmentPK(vht.AbstractOrgan):
     """One-compartment PK with first-order absorption (see the module docstring)."""
 
-    ka: Array = parameter(1.593, unit="1/h", bounds=_POSITIVE, description="absorption rate constant")
-    clearance: Array = parameter(2.760, unit="L/h", bounds=_POSITIVE, description="elimination clearance")
-    volume: Array = parameter(32.13, unit="L", bounds=_POSITIVE, description="volume of distribution")
+    ka: Array = parameter(1.593, unit="1/h", bounds=_POSITIVE,
+                          description="absorption rate constant")
+    clearance: Array = parameter(2.760, unit="L/h", bounds=_POSITIVE,
+                                 description="elimination clearance")
+    volume: Array = parameter(32.13, unit="L", bounds=_POSITIVE,
+                              description="volume of distribution")
     bioavailability: Array = parameter(1.0, unit="dimensionless", bounds=(0.0, 1.0),
                                        description="fraction of an oral dose reaching the depot")
-    lag_time: Array = parameter(0.0, unit="h", bounds=(0.0, 48.0), description="oral absorption lag")
+    lag_time: Array = parameter(0.0, unit="h", bounds=(0.0, 48.0),
+                                description="oral absorption lag")
 
     states: ClassVar = (
         State("depot", "mg", lower=0.0, description="drug in the absorption depot (gut)"),

@@ -50,8 +50,10 @@ _POSITIVE = (1e-12, float("inf"))
 class TwoCompartmentPK(vht.AbstractOrgan):
     """Two-compartment PK with first-order absorption (see the module docstring)."""
 
-    ka: Array = parameter(1.593, unit="1/h", bounds=_POSITIVE, description="absorption rate constant")
-    clearance: Array = parameter(2.760, unit="L/h", bounds=_POSITIVE, description="elimination clearance")
+    ka: Array = parameter(1.593, unit="1/h", bounds=_POSITIVE,
+                          description="absorption rate constant")
+    clearance: Array = parameter(2.760, unit="L/h", bounds=_POSITIVE,
+                                 description="elimination clearance")
     central_volume: Array = parameter(32.13, unit="L", bounds=_POSITIVE)
     intercompartmental_clearance: Array = parameter(8.0, unit="L/h", bounds=(0.0, float("inf")))
     peripheral_volume: Array = parameter(20.0, unit="L", bounds=_POSITIVE)
