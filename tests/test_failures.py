@@ -98,3 +98,18 @@ def test_diffrax_inf_fill_never_escapes():
 def test_solver_override_is_recorded():
     solution = vht.simulate(one_compartment(), t1=10.0, solver=diffrax.Dopri5())
     assert dict(solution.config)["solver"] == "Dopri5"
+
+
+def test_step_budget_in_vmap_fails_only_the_member_that_needs_more_steps():
+    """A member with a thousandfold faster absorption needs far more explicit steps."""
+    def batch(kas):
+        twins = jax.vmap(lambda ka: one_compartment().replace({"drug.ka": ka}))(jnp.asarray(kas))
+        scenario = vht.Scenario([vht.OralDose("drug.depot", 100.0, 0.0)])
+        return jax.vmap(lambda tw: vht.simulate(tw, scenario, t1=600.0, n_save=5,
+                                                max_steps=150, throw=False))(twins)
+
+    mixed, clean = batch([1.2, 5000.0, 0.8]), batch([1.2, 1.0, 0.8])
+    assert list(np.asarray(mixed.status)) == [vht.Status.OK, vht.Status.MAX_STEPS, vht.Status.OK]
+    assert np.all(np.isnan(mixed.ys[1]))
+    np.testing.assert_array_equal(mixed.ys[0], clean.ys[0])
+    np.testing.assert_array_equal(mixed.ys[2], clean.ys[2])
