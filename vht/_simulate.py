@@ -31,6 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+
+# diffrax's marker for "take the root finder's tolerances from the step-size controller"
+# (private, hence the pinned diffrax version).
+from diffrax._root_finder import use_stepsize_tol as _USE_STEPSIZE_TOL
 from jaxtyping import Array, ArrayLike
 
 from ._scenario import AbstractDose, AbstractRateInput, ParameterStep, Scenario, Trigger
@@ -179,10 +183,6 @@ def _diffrax_status(result) -> Array:
 
 def _default_solver(twin: Twin) -> diffrax.AbstractSolver:
     return diffrax.Kvaerno5() if twin.stiffness == "stiff" else diffrax.Tsit5()
-
-
-# diffrax's marker for "take the root finder's tolerances from the step-size controller".
-from diffrax._root_finder import use_stepsize_tol as _USE_STEPSIZE_TOL  # noqa: E402
 
 
 def _with_root_tolerances(solver, rtol: float, atol: float):
