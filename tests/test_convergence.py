@@ -71,3 +71,15 @@ def test_pk_with_a_bolus_between_steps_keeps_its_order(solver, theory, record_pr
     order = _observed_order(errors, steps)
     record_property("observed_order", round(float(order), 4))
     assert abs(order - theory) < 0.3, (order, errors)
+
+
+def test_pk_with_an_infusion_window_between_steps_keeps_its_order(record_property):
+    """The infusion starts at 1.3 h and stops at 7.1 h, inside steps: its edges are jump times
+    for fixed-step solves too, so no order is lost."""
+    twin = two_compartment()
+    scenario = vht.Scenario([vht.Infusion("drug.central", 50.0, start=1.3 * vht.HOUR,
+                                          duration=5.8 * vht.HOUR, unit="mg/h")])
+    errors, steps = _errors(twin, None, 12 * vht.HOUR, scenario, EXPLICIT, [24, 48, 96, 192])
+    order = _observed_order(errors, steps)
+    record_property("observed_order", round(float(order), 4))
+    assert abs(order - 3) < 0.3, (order, errors)

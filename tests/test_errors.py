@@ -27,7 +27,8 @@ def test_units():
     with pytest.raises(ValueError, match="a unit must be a string"):
         vht._units.parse_unit(3)
     with pytest.raises(ValueError, match="unit mismatch"):
-        vht.conversion_factor("IU", "mol")  # insulin units are not moles
+        vht.conversion_factor("U", "mol")  # insulin units are not moles (nor enzyme units)
+    assert vht.conversion_factor("mU/L", "IU/L") == pytest.approx(1e-3)
 
 
 def test_simulate_argument_errors():

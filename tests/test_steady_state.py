@@ -20,8 +20,7 @@ def test_periodic_circulation_repeats_after_one_beat_with_its_blood_volume():
 
 
 def test_resting_circulation_is_a_physiological_adult():
-    """The default adult at rest: values within textbook ranges (scored against Pulse's
-    targets by the model-library validation)."""
+    """The default adult at rest: values within textbook ranges."""
     twin, steady = circulation_steady_state()
     beat = jnp.linspace(0.0, float(steady.period), 201)
     solution = vht.simulate(twin, y0=steady.y, ts=beat, rtol=1e-9, atol=1e-9)

@@ -48,11 +48,13 @@ def mpi_enabled() -> bool:
 
 
 def rank() -> int:
+    """This process's MPI rank (0 without MPI)."""
     mpi = _mpi()
     return 0 if mpi is None else mpi[0].COMM_WORLD.Get_rank()
 
 
 def world_size() -> int:
+    """The number of MPI ranks (1 without MPI)."""
     mpi = _mpi()
     return 1 if mpi is None else mpi[0].COMM_WORLD.Get_size()
 

@@ -92,7 +92,7 @@ def parameter(
 
     ```python
     class Windkessel(vht.AbstractOrgan):
-        compliance: Array = vht.parameter(1.5, unit="mL/mmHg", bounds=(0, inf))
+        compliance: Array = vht.parameter(1.5, unit="mL/mmHg", bounds=(0.0, math.inf))
     ```
     """
     parse_unit(unit)  # fail at class definition on a typo, not at the first simulation

@@ -93,6 +93,7 @@ class Solution(eqx.Module):
         raise KeyError(f"{name!r} is neither a state nor a signal of this solution")
 
     def unit(self, name: str) -> str:
+        """The unit of state or signal ``name``."""
         if name in self.state_names:
             return self.state_units[self.state_names.index(name)]
         if name in self.signal_names:
@@ -200,13 +201,21 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
     solver, rtol, atol, max_steps, adjoint, throw, bound_check = static
     n_states = y0.shape[0]
     doses, forcing, triggers = _resolve(twin, scenario)
-    n_doses, n_triggers = len(doses), len(triggers)
+    dose_times = [d[2] for d in doses]
+    jumps = [jnp.zeros(n_states).at[d[0]].set(d[1]) for d in doses]
+    edges = forcing.jump_times(t1)
+    if dt is not None and edges is not None:
+        # Fixed steps cannot be clipped to jump times (diffrax clips adaptive controllers
+        # only), so window edges split the solve like doses that add nothing.
+        dose_times += list(edges)
+        jumps += [jnp.zeros(n_states)] * edges.size
+    n_doses, n_triggers = len(dose_times), len(triggers)
     switch_budget = sum(g.max_switches for g in scenario.of_type(Trigger))
     n_segments = n_doses + 1 + switch_budget
 
     if n_doses:
-        dose_times = jnp.stack([d[2] for d in doses])
-        jumps = jnp.stack([jnp.zeros(n_states).at[d[0]].set(d[1]) for d in doses])
+        dose_times = jnp.stack(dose_times)
+        jumps = jnp.stack(jumps)
         order = jnp.argsort(dose_times)
         dose_times, jumps = dose_times[order], jumps[order]
     else:
@@ -235,8 +244,8 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         event = None
 
     term = diffrax.ODETerm(lambda t, y, args: forcing.rates(twin, t, y, args[0]))
+    jump_ts = forcing.jump_times(t1)
     if dt is None:
-        jump_ts = forcing.jump_times(t1)
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         if jump_ts is not None:
             controller = diffrax.ClipStepSizeController(controller, jump_ts=jump_ts)
@@ -363,8 +372,9 @@ def simulate(
         y0: initial state vector (default ``twin.initial_state()``).
         solver: a diffrax solver; by default Tsit5 for non-stiff twins and Kvaerno5 for stiff
             ones (the twin's declared stiffness).
-        rtol, atol: tolerances of the adaptive step-size controller (and of an implicit
+        rtol: relative tolerance of the adaptive step-size controller (and of an implicit
             solver's Newton iteration on fixed steps).
+        atol: absolute tolerance, likewise.
         dt: a fixed step size (minutes); ``None`` for adaptive steps.
         max_steps: step budget per segment (segments are separated by doses and switches).
         adjoint: diffrax adjoint for reverse-mode gradients (default recursive checkpointing);

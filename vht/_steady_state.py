@@ -120,7 +120,8 @@ def steady_state(
             when an organ declares a period.
         settle_time: minutes of time-marching before Newton (fixed point).
         settle_periods: periods of time-marching before shooting (periodic).
-        rtol, atol: integration tolerances.
+        rtol: relative integration tolerance.
+        atol: absolute integration tolerance.
         tolerance: Newton's relative and absolute tolerance.
 
     For a periodic twin, ``y`` is the state at the start of a period (t = 0), so

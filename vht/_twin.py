@@ -2,7 +2,7 @@
 
 ```python
 twin = vht.Twin(
-    {"drug": TwoCompartmentOralPK(), "effect": EffectCompartment()},
+    {"drug": TwoCompartmentPK(), "effect": EffectCompartment()},
     connections=[("drug.concentration", "effect.plasma_concentration")],
 )
 ```
@@ -194,10 +194,12 @@ class Twin(eqx.Module):
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """Qualified state names (``"organ.state"``), in the order of the state vector."""
         return tuple(f"{n}.{s.name}" for n, o in zip(self.names, self.organs) for s in o.states)
 
     @property
     def state_units(self) -> tuple[str, ...]:
+        """The unit of every state, ordered like ``state_names``."""
         return tuple(s.unit for o in self.organs for s in o.states)
 
     @property
@@ -206,10 +208,12 @@ class Twin(eqx.Module):
 
     @property
     def signal_names(self) -> tuple[str, ...]:
+        """Qualified output names (``"organ.output"``), in the order of ``signals()``."""
         return tuple(f"{n}.{p.name}" for n, o in zip(self.names, self.organs) for p in o.outputs)
 
     @property
     def signal_units(self) -> tuple[str, ...]:
+        """The unit of every output signal, ordered like ``signal_names``."""
         return tuple(p.unit for o in self.organs for p in o.outputs)
 
     @property

@@ -22,10 +22,11 @@ MINUTE = 1.0
 HOUR = 60.0
 DAY = 1440.0
 
-units = pint.UnitRegistry(autoconvert_offset_to_baseunit=False)
-# Insulin's "U" is an international unit of biological activity, not pint's enzyme unit
-# (umol/min): it gets a dimension of its own so that insulin never converts into moles.
-units.define("insulin_unit = [insulin] = IU")
+units = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, on_redefinition="ignore")
+# In physiology "U" (and "IU") is the international unit of insulin, a unit of biological
+# activity; pint defines "U" as the enzyme unit (umol/min). vht redefines it with a dimension
+# of its own, so that insulin never converts into moles and "mU/L" means milli-units of insulin.
+units.define("insulin_unit = [insulin] = IU = U")
 units.define("beat = [] = beats")
 
 

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vht`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     return args.handler(args)
 
