@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_mkdocs_build_is_strictly_clean(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "-f", "docs/mkdocs.yml", "--strict", "-d", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "-f", "docs/mkdocs.yml", "--strict",
+         "-d", str(tmp_path / "site")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-4000:]
