@@ -120,9 +120,13 @@ class AbstractOrgan(eqx.Module):
     outputs: ClassVar[tuple[Output, ...]] = ()
     stiffness: ClassVar[str] = "nonstiff"
     time_unit: ClassVar[str] = TIME_UNIT
+    sample_period: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.sample_period is not None and not cls.sample_period > 0:
+            raise ValueError(f"{cls.__name__}.sample_period must be positive, not "
+                             f"{cls.sample_period!r}")
         if cls.stiffness not in ("nonstiff", "stiff"):
             raise ValueError(
                 f"{cls.__name__}.stiffness must be 'nonstiff' or 'stiff', not {cls.stiffness!r}"
@@ -171,6 +175,18 @@ class AbstractOrgan(eqx.Module):
     def period(self) -> Array | None:
         """For pulsatile organs, the period of the forcing in ``time_unit``; else None."""
         return None
+
+    def sample(self, t: Array, state: Mapping[str, Array]) -> dict[str, Array]:
+        """Sample-and-hold update, for organs that declare ``sample_period``.
+
+        ``simulate`` calls it at ``t0 + k * sample_period`` (k = 0, 1, ...), before integrating
+        the following period, with the parameter values that hold at that instant (so a
+        ``ParameterStep`` that starts then is seen). It returns new values for the states it
+        updates; they typically have zero rates in between (a meal memory, a controller's
+        held output). This reproduces models defined on a discrete clock, such as simglucose's
+        per-minute steps.
+        """
+        return {}
 
     def dose(self, state: str, amount: Array, time: Array) -> tuple[Array, Array]:
         """Route a dose into ``state``: returns the (amount, time) that actually arrive.

@@ -198,7 +198,7 @@ def _with_root_tolerances(solver, rtol: float, atol: float):
 
 @eqx.filter_jit
 def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
-    solver, rtol, atol, max_steps, adjoint, throw, bound_check = static
+    solver, rtol, atol, max_steps, adjoint, throw, bound_check, n_samples = static
     n_states = y0.shape[0]
     doses, forcing, triggers = _resolve(twin, scenario)
     dose_times = [d[2] for d in doses]
@@ -211,7 +211,8 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         jumps += [jnp.zeros(n_states)] * edges.size
     n_doses, n_triggers = len(dose_times), len(triggers)
     switch_budget = sum(g.max_switches for g in scenario.of_type(Trigger))
-    n_segments = n_doses + 1 + switch_budget
+    n_segments = n_doses + n_samples + 1 + switch_budget
+    sample_period = twin.sample_period() if n_samples else None
 
     if n_doses:
         dose_times = jnp.stack(dose_times)
@@ -254,7 +255,7 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         solver = _with_root_tolerances(solver, rtol, atol)
 
     def segment(carry, _):
-        t, y, ptr, active, just_fired, status, out, n_steps = carry
+        t, y, ptr, sample_ptr, active, just_fired, status, out, n_steps = carry
         if n_triggers:  # a dose may have carried a signal across a threshold: re-evaluate
             values = trigger_values(t, y, active)
             # active: stays on while its release value is positive; inactive: switches on
@@ -270,7 +271,12 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
             offset = jnp.zeros((0,))
         next_dose = jnp.where(ptr < n_doses, dose_times[jnp.minimum(ptr, dose_times.size - 1)],
                               jnp.inf)
-        t_end = jnp.clip(next_dose, t, t1)
+        if n_samples:
+            next_sample = jnp.where(sample_ptr < n_samples, t0 + sample_ptr * sample_period,
+                                    jnp.inf)
+            t_end = jnp.clip(jnp.minimum(next_dose, next_sample), t, t1)
+        else:
+            t_end = jnp.clip(next_dose, t, t1)
         sol = diffrax.diffeqsolve(
             term, solver, t, t_end, dt, y, args=(active, offset),
             saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t, t_end)),
@@ -297,11 +303,21 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         take_dose = (~event_happened) & (ptr < n_doses) & (reached >= next_dose)
         y_end = y_end + jnp.where(take_dose, jumps[jnp.minimum(ptr, dose_times.size - 1)], 0.0)
         ptr = ptr + take_dose.astype(ptr.dtype)
-        return (reached, y_end, ptr, active, fired, status, out, n_steps), None
+        if n_samples:
+            # Sample-and-hold organs update at their clock ticks, after every dose due at the
+            # same instant, with the parameters that hold from that instant on.
+            dose_pending = (ptr < n_doses) & (dose_times[jnp.minimum(ptr, dose_times.size - 1)]
+                                              <= reached)
+            take_sample = (~event_happened) & (reached >= next_sample) & ~dose_pending
+            sampled = forcing.twin_at(twin, reached).sample(reached, y_end)
+            y_end = jnp.where(take_sample, sampled, y_end)
+            sample_ptr = sample_ptr + take_sample.astype(sample_ptr.dtype)
+        return (reached, y_end, ptr, sample_ptr, active, fired, status, out, n_steps), None
 
     carry = (
         t0,
         y0,
+        jnp.array(0, dtype=jnp.int32),
         jnp.array(0, dtype=jnp.int32),
         jnp.zeros((n_triggers,), dtype=bool),
         jnp.zeros((n_triggers,), dtype=bool),
@@ -309,7 +325,7 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         jnp.full((ts.size, n_states), jnp.nan, dtype=y0.dtype),
         jnp.array(0, dtype=jnp.int32),
     )
-    (t_final, _, ptr, _, _, status, ys, n_steps), _ = jax.lax.scan(
+    (t_final, _, ptr, _, _, _, status, ys, n_steps), _ = jax.lax.scan(
         segment, carry, None, length=n_segments)
     unfinished = (t_final < t1) | ((ptr < n_doses) & (dose_times[jnp.minimum(ptr, dose_times.size
                                                                               - 1)] <= t1))
@@ -344,6 +360,19 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
     return ys, signals, status, n_steps
 
 
+def _sample_count(twin: Twin, t0: Array, t1: Array) -> int:
+    """Number of sample-and-hold ticks t0 + k * period < t1: static, so t0 and t1 must be
+    concrete for a twin that samples."""
+    period = twin.sample_period()
+    if period is None:
+        return 0
+    if isinstance(t0, jax.core.Tracer) or isinstance(t1, jax.core.Tracer):
+        raise ValueError("a twin with a sample period needs concrete t0 and t1 (the number of "
+                         "clock ticks fixes the program): pass them as numbers, not traced "
+                         "values")
+    return max(int(np.ceil((float(t1) - float(t0)) / period - 1e-9)), 0)
+
+
 def simulate(
     twin: Twin,
     scenario: Scenario | None = None,
@@ -376,7 +405,8 @@ def simulate(
             solver's Newton iteration on fixed steps).
         atol: absolute tolerance, likewise.
         dt: a fixed step size (minutes); ``None`` for adaptive steps.
-        max_steps: step budget per segment (segments are separated by doses and switches).
+        max_steps: step budget per segment (segments are separated by doses, trigger switches
+            and the clock ticks of sample-and-hold organs).
         adjoint: diffrax adjoint for reverse-mode gradients (default recursive checkpointing);
             ``diffrax.ForwardMode()`` for ``jax.jvp``/``jacfwd``.
         throw: raise on failure (with the reason) instead of only returning a failed status.
@@ -415,7 +445,7 @@ def simulate(
     if max_steps < 1 or math.isinf(max_steps):
         raise ValueError("max_steps must be a positive integer")
     static = (solver, float(rtol), float(atol), int(max_steps), adjoint, bool(throw),
-              bool(check_bounds))
+              bool(check_bounds), _sample_count(twin, t0, t1))
     ys, signals, status, n_steps = _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static)
     config = (
         ("solver", type(solver).__name__),

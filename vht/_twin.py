@@ -173,9 +173,16 @@ class Twin(eqx.Module):
                 (lambda o, t, s, i: o.observe(t, s), [p.name for p in organ.outputs], "observe"),
                 (lambda o, t, s, i: o.initial_state(), [s.name for s in organ.states],
                  "initial_state"),
+                (lambda o, t, s, i: o.sample(t, s), [s.name for s in organ.states], "sample"),
             ):
                 shapes = jax.eval_shape(function, organ, t, state, inputs)
-                if not isinstance(shapes, Mapping) or set(shapes) != set(declared):
+                if what == "sample":  # returns the states it updates: a subset
+                    unknown = sorted(set(shapes) - set(declared)) if isinstance(
+                        shapes, Mapping) else [type(shapes).__name__]
+                    if unknown:
+                        raise ValueError(f"organ {name!r}: sample() returns {unknown}, which "
+                                         "are not declared states")
+                elif not isinstance(shapes, Mapping) or set(shapes) != set(declared):
                     got = sorted(shapes) if isinstance(shapes, Mapping) else type(shapes).__name__
                     raise ValueError(f"organ {name!r}: {what}() returns {got}, but the organ "
                                      f"declares {sorted(declared)}")
@@ -251,6 +258,24 @@ class Twin(eqx.Module):
             raise ValueError(f"more than one pulsatile organ ({', '.join(n for n, _ in periods)}): "
                              "a periodic steady state needs one common period")
         return periods[0][1] if periods else None
+
+    def sample_period(self) -> float | None:
+        """The sample-and-hold period in minutes, or None. Organs that sample must agree."""
+        periods = {n: o.sample_period / time_factor(o.time_unit)
+                   for n, o in zip(self.names, self.organs) if o.sample_period is not None}
+        if len(set(periods.values())) > 1:
+            raise ValueError(f"organs sample at different periods (minutes): {periods}; vht "
+                             "supports one common sample period per twin")
+        return next(iter(periods.values()), None)
+
+    def sample(self, t: Array, y: Array) -> Array:
+        """Apply every sampling organ's update at time ``t`` (minutes)."""
+        parts = self.split(y)
+        for name, organ in zip(self.names, self.organs):
+            if organ.sample_period is not None:
+                updates = organ.sample(t * time_factor(organ.time_unit), parts[name])
+                parts[name] = {**parts[name], **updates}
+        return self.join(parts)
 
     # -- parameters ------------------------------------------------------------------------
 
