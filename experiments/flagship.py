@@ -3,7 +3,7 @@
 The twin (``physiology_models.twins.circulation_with_vasopressor``) is a pulsatile closed-loop
 circulation (every heartbeat resolved) composed with a vasopressor's pharmacokinetics and an
 effect compartment that raises systemic vascular resistance. The scenario: the patient bleeds
-50 mL/min from minute 2 to minute 12 (500 mL, 10 % of blood volume), and each arm applies a
+50 mL/min from minute 2 to minute 12 (500 mL, 9 % of blood volume), and each arm applies a
 rule-based treatment while the monitor's mean arterial pressure (MAP) is below 65 mmHg:
 
 1. no treatment;
@@ -18,7 +18,7 @@ an HDF5 file (xarray, dims arm x time, units and provenance) and a PNG figure. R
 ``python -m experiments.flagship --help`` for options.
 
 This circulation has no baroreflex yet (the model library adds it): the fall in pressure after
-a 10 % blood loss is what an unregulated circulation shows, larger than in a patient whose
+a 9 % blood loss is what an unregulated circulation shows, larger than in a patient whose
 reflexes compensate.
 
 The vasopressor's parameters are illustrative (see ``physiology_models.twins``): this is a

@@ -31,7 +31,7 @@ def test_hemorrhage_and_infusion_change_volume_by_exactly_their_amounts():
     ])
     solution = vht.simulate(twin, scenario, y0=steady.y, t1=1.5, n_save=4)
     volume = np.asarray(solution["circulation.blood_volume"])
-    expected = 5000.0 - 300.0 * 0.5 + 60.0 * 1.0
+    expected = float(twin["circulation"].blood_volume) - 300.0 * 0.5 + 60.0 * 1.0
     np.testing.assert_allclose(volume[-1], expected, rtol=1e-12)
 
 

@@ -16,7 +16,8 @@ def test_periodic_circulation_repeats_after_one_beat_with_its_blood_volume():
                          atol=1e-11, max_steps=50_000).ys[-1]
     np.testing.assert_allclose(after, steady.y, rtol=1e-7, atol=1e-6)
     (group,) = twin.conserved_groups()
-    np.testing.assert_allclose(jnp.sum(steady.y[group]), 5000.0, rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(steady.y[group]), float(twin["circulation"].blood_volume),
+                               rtol=1e-12)
 
 
 def test_resting_circulation_is_a_physiological_adult():

@@ -7,13 +7,17 @@ sharded. Declarations are class-level:
 - ``states``: the organ's state variables (name, unit, default initial value, plausible
   bounds);
 - ``inputs``: signals the organ reads (name, unit, optional default when unconnected);
-- ``outputs``: signals the organ exposes; they may depend only on the organ's own state, its
-  parameters and time, which rules out algebraic loops when organs are connected;
+- ``outputs``: signals the organ exposes; by default they depend only on the organ's own
+  state, its parameters and time, which rules out algebraic loops when organs are connected.
+  An organ that declares ``feedthrough = True`` computes its outputs from its inputs too
+  (``observe(t, state, inputs)``: a circulation's pressures under a reflex's venous tone); the
+  twin then evaluates organs in dependency order and refuses a cycle of feedthrough organs;
 - ``stiffness``: ``"nonstiff"`` or ``"stiff"``; it chooses the default solver;
 - ``time_unit``: the unit of ``t`` and of the rates the organ computes (the twin converts).
 
 A concrete organ implements ``rates(t, state, inputs)`` and, if it has outputs,
-``observe(t, state)``; both take and return dicts keyed by the declared names.
+``observe(t, state)`` (``observe(t, state, inputs)`` for a feedthrough organ); both take and
+return dicts keyed by the declared names.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ class AbstractOrgan(eqx.Module):
     stiffness: ClassVar[str] = "nonstiff"
     time_unit: ClassVar[str] = TIME_UNIT
     sample_period: ClassVar[float | None] = None
+    feedthrough: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -154,8 +159,9 @@ class AbstractOrgan(eqx.Module):
     ) -> dict[str, Array]:
         """Time derivatives of every state (per ``time_unit``), keyed by state name."""
 
-    def observe(self, t: Array, state: Mapping[str, Array]) -> dict[str, Array]:
-        """Values of every declared output. Must not depend on inputs."""
+    def observe(self, t: Array, state: Mapping[str, Array], *args) -> dict[str, Array]:
+        """Values of every declared output. A feedthrough organ receives its inputs as a third
+        argument; any other organ's outputs must not depend on inputs."""
         if self.outputs:
             raise NotImplementedError(f"{type(self).__name__} declares outputs but no observe()")
         return {}
@@ -175,6 +181,12 @@ class AbstractOrgan(eqx.Module):
     def period(self) -> Array | None:
         """For pulsatile organs, the period of the forcing in ``time_unit``; else None."""
         return None
+
+    def clock_states(self) -> tuple[str, ...]:
+        """States that keep time (a beat phase oscillator). Over one period they return to
+        their start whatever it is, so ``steady_state`` holds them at their starting values
+        instead of solving for them (the shooting Jacobian is singular along them)."""
+        return ()
 
     def sample(self, t: Array, state: Mapping[str, Array]) -> dict[str, Array]:
         """Sample-and-hold update, for organs that declare ``sample_period``.

@@ -37,13 +37,17 @@ class SteadyState(eqx.Module):
 
 
 def _constrain(twin: Twin, y_start: Array):
-    """Residual wrapper replacing one equation per conserved group by its total."""
+    """Residual wrapper replacing one equation per conserved group by its total, and the
+    equations of clock states by their starting values."""
     groups = twin.conserved_groups()
     totals = [jnp.sum(y_start[g]) for g in groups]
+    clocks = twin.clock_indices()
 
     def apply(residual: Array, y: Array) -> Array:
         for group, total in zip(groups, totals):
             residual = residual.at[group[0]].set(jnp.sum(y[group]) - total)
+        if clocks.size:
+            residual = residual.at[clocks].set(y[clocks] - y_start[clocks])
         return residual
 
     return apply

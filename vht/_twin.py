@@ -13,9 +13,10 @@ and the input it feeds, an input fed twice, an input left unconnected without a 
 organ whose ``rates`` or ``observe`` do not return exactly its declared names, and concrete
 parameter values outside their declared bounds.
 
-Organ outputs depend only on the organ's own state, so the twin evaluates all outputs first,
+Organ outputs depend only on the organ's own state (or, for a feedthrough organ, also on its
+inputs, evaluated after the organs that feed it), so the twin evaluates all outputs first,
 routes them to inputs (converting units by a constant factor fixed at build time), then
-evaluates every organ's rates. The twin integrates in minutes; each organ's clock and rates are
+evaluates every organ's rates. A cycle of feedthrough organs is an algebraic loop: an error. The twin integrates in minutes; each organ's clock and rates are
 converted from its own ``time_unit``.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -74,6 +74,7 @@ class Twin(eqx.Module):
     organs: tuple[AbstractOrgan, ...]
     names: tuple[str, ...] = eqx.field(static=True)
     connections: tuple[Connection, ...] = eqx.field(static=True)
+    order: tuple[str, ...] = eqx.field(static=True)
     origin: tuple[str, str] | None = eqx.field(static=True, default=None)
 
     def __init__(
@@ -103,6 +104,7 @@ class Twin(eqx.Module):
         self.names = tuple(names)
         self.origin = origin
         self.connections = self._check_connections(connections)
+        self.order = self._evaluation_order()
         self._check_inputs()
         self._check_parameters()
         self._check_organ_functions()
@@ -142,6 +144,33 @@ class Twin(eqx.Module):
             checked.append(Connection(s_organ, s_port, t_organ, t_port, factor))
         return tuple(checked)
 
+    def _evaluation_order(self) -> tuple[str, ...]:
+        """Organs ordered so that every feedthrough organ comes after the organs feeding it.
+
+        Only feedthrough organs create dependencies (their outputs read their inputs); a cycle
+        through them would be an algebraic loop, which the explicit ODE cannot hold.
+        """
+        feeds = {n: sorted({c.source_organ for c in self.connections if c.target_organ == n})
+                 for n in self.names if self[n].feedthrough}
+        order, state = [], {}
+
+        def visit(name, path):
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "active":
+                loop = " -> ".join([*path[path.index(name):], name])
+                raise ValueError(f"algebraic loop through feedthrough organs: {loop}; make one "
+                                 "of them compute its outputs from its state alone")
+            state[name] = "active"
+            for source in feeds.get(name, ()):
+                visit(source, [*path, name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in self.names:
+            visit(name, [])
+        return tuple(order)
+
     def _check_inputs(self):
         fed = {c.target for c in self.connections}
         for name, organ in zip(self.names, self.organs):
@@ -170,7 +199,8 @@ class Twin(eqx.Module):
             t = scalar
             for function, declared, what in (
                 (lambda o, t, s, i: o.rates(t, s, i), [s.name for s in organ.states], "rates"),
-                (lambda o, t, s, i: o.observe(t, s), [p.name for p in organ.outputs], "observe"),
+                (lambda o, t, s, i: o.observe(t, s, i) if o.feedthrough else o.observe(t, s),
+                 [p.name for p in organ.outputs], "observe"),
                 (lambda o, t, s, i: o.initial_state(), [s.name for s in organ.states],
                  "initial_state"),
                 (lambda o, t, s, i: o.sample(t, s), [s.name for s in organ.states], "sample"),
@@ -250,6 +280,11 @@ class Twin(eqx.Module):
                 groups.append(np.array([self.state_index(f"{name}.{s}") for s in group]))
         return tuple(groups)
 
+    def clock_indices(self) -> np.ndarray:
+        """State indices of every organ's clock states."""
+        return np.array([self.state_index(f"{name}.{s}") for name, organ in
+                         zip(self.names, self.organs) for s in organ.clock_states()], dtype=int)
+
     def period(self) -> Array | None:
         """Period of the pulsatile organ in minutes, or None. Two pulsatile organs: an error."""
         periods = [(n, o.period() / time_factor(o.time_unit))
@@ -323,9 +358,24 @@ class Twin(eqx.Module):
     def initial_state(self) -> Array:
         return self.join({n: o.initial_state() for n, o in zip(self.names, self.organs)})
 
+    def _inputs_of(self, name: str, outputs: Mapping[str, Mapping[str, Array]]) -> dict:
+        """The input values of organ ``name``: routed outputs (unit-converted) or defaults."""
+        routed = {c.target_port: outputs[c.source_organ][c.source_port] * c.factor
+                  for c in self.connections if c.target_organ == name}
+        return {i.name: jnp.asarray(routed.get(i.name, i.default)) for i in self[name].inputs}
+
     def _organ_outputs(self, t, parts) -> dict[str, dict[str, Array]]:
-        return {n: o.observe(t * time_factor(o.time_unit), parts[n])
-                for n, o in zip(self.names, self.organs)}
+        """Every organ's outputs, feedthrough organs after the organs that feed them."""
+        outputs = {}
+        for name in self.order:
+            organ = self[name]
+            organ_t = t * time_factor(organ.time_unit)
+            if organ.feedthrough:
+                outputs[name] = organ.observe(organ_t, parts[name],
+                                              self._inputs_of(name, outputs))
+            else:
+                outputs[name] = organ.observe(organ_t, parts[name])
+        return outputs
 
     def observe(self, t: Array, y: Array) -> dict[str, Array]:
         """Every output signal at time ``t`` (minutes), keyed ``"organ.output"``."""
@@ -341,14 +391,9 @@ class Twin(eqx.Module):
         """dy/dt in state units per minute."""
         parts = self.split(y)
         outputs = self._organ_outputs(t, parts)
-        routed: dict[str, dict[str, Any]] = {n: {} for n in self.names}
-        for c in self.connections:
-            value = outputs[c.source_organ][c.source_port]
-            routed[c.target_organ][c.target_port] = value * c.factor
         derivatives = []
         for name, organ in zip(self.names, self.organs):
-            inputs = {i.name: routed[name].get(i.name, i.default) for i in organ.inputs}
-            inputs = {k: jnp.asarray(v) for k, v in inputs.items()}
+            inputs = self._inputs_of(name, outputs)
             scale = time_factor(organ.time_unit)
             rates = organ.rates(t * scale, parts[name], inputs)
             derivatives.extend(jnp.asarray(rates[s.name]) * scale for s in organ.states)
