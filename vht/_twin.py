@@ -16,8 +16,9 @@ parameter values outside their declared bounds.
 Organ outputs depend only on the organ's own state (or, for a feedthrough organ, also on its
 inputs, evaluated after the organs that feed it), so the twin evaluates all outputs first,
 routes them to inputs (converting units by a constant factor fixed at build time), then
-evaluates every organ's rates. A cycle of feedthrough organs is an algebraic loop: an error. The twin integrates in minutes; each organ's clock and rates are
-converted from its own ``time_unit``.
+evaluates every organ's rates. A cycle of feedthrough organs is an algebraic loop: an error.
+The twin integrates in minutes; each organ's clock and rates are converted from its own
+``time_unit``.
 """
 
 from __future__ import annotations
