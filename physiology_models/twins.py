@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import vht
 
-from .cardiovascular import ClosedLoopCirculation
+from .cardiovascular import (
+    Baroreflex,
+    ClosedLoopCirculation,
+    MeanFlowCirculation,
+    reflex_connections,
+)
 from .pharmacology import EffectCompartment, OneCompartmentPK, TwoCompartmentPK
 
 
@@ -50,3 +55,22 @@ def circulation_with_vasopressor(valves: str = "smooth") -> vht.Twin:
             ("effect.factor", "circulation.resistance_factor"),
         ],
     )
+
+
+@vht.builder
+def pulsatile_circulation(reflex: bool = True, valves: str = "smooth") -> vht.Twin:
+    """The pulsatile circulation (every beat; up to about 30 min), with the baroreflex reading
+    its beat-averaged (monitor) mean arterial pressure, as the beat-averaged twin does."""
+    organs = {"circulation": ClosedLoopCirculation(valves=valves)}
+    if not reflex:
+        return vht.Twin(organs)
+    return vht.Twin({**organs, "reflex": Baroreflex()}, reflex_connections())
+
+
+@vht.builder
+def mean_flow_circulation(reflex: bool = True) -> vht.Twin:
+    """The beat-averaged circulation (hours to days) with the baroreflex."""
+    organs = {"circulation": MeanFlowCirculation()}
+    if not reflex:
+        return vht.Twin(organs)
+    return vht.Twin({**organs, "reflex": Baroreflex()}, reflex_connections())

@@ -87,7 +87,7 @@ def _periodic(twin, y_start, settle_periods, rtol, atol, tolerance, max_steps):
 def _resting(twin, y_start, settle_time, rtol, atol, tolerance, max_steps):
     term = diffrax.ODETerm(lambda t, y, args: twin.rates(t, y))
     march = diffrax.diffeqsolve(
-        term, diffrax.Kvaerno5() if twin.stiffness == "stiff" else diffrax.Tsit5(), 0.0,
+        term, diffrax.Kvaerno3() if twin.stiffness == "stiff" else diffrax.Tsit5(), 0.0,
         settle_time, None, y_start,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=max_steps,
         throw=False)

@@ -21,7 +21,7 @@ Equations (time t in s, volumes V in mL, pressures p in mmHg, flows q in mL/s):
                                                    s = sin 2 pi phi, phi the beat phase)
     activation   e = (exp(-k sin^2(pi (phi - t_peak / T))) - exp(-k)) / (1 - exp(-k)),
                  k = T^2 / (2 pi^2 sigma^2)
-    ventricles   p = E(t) (V - V0),  E = E_min + (E_max + dE - E_min) e
+    ventricles   p = E(t) (V - V0),  E = E_min + (E_max f_E - E_min) e  (f_E: reflex factor)
     vessels      p = (V - V0) / C;  systemic veins: V0 + dV0 (dV0: reflex venous tone)
     resistances  q = (p_up - p_down) / R;  systemic R_sys x resistance_factor x
                  reflex_resistance_factor
@@ -56,8 +56,8 @@ Parameters (defaults for a resting adult; units as declared on each field):
 | activation_width | 0.085 | s | systole ~0.3 s |
 | systemic_arterial_compliance | 1.56 | mL/mmHg | stroke volume / pulse pressure ~78/40 |
 | systemic_arterial_unstressed_volume | 650 | mL | arteries hold ~15 % of blood volume |
-| systemic_venous_compliance | 70 | mL/mmHg | venous capacitance (Rothe 1983: ~1-2 mL/mmHg/kg) |
-| systemic_venous_unstressed_volume | 3540 | mL | set for a cardiac output of 5.6 L/min |
+| systemic_venous_compliance | 175 | mL/mmHg | 2.5 mL/mmHg/kg (Magder and De Varennes 1998; Rothe 1983: 1-3) |
+| systemic_venous_unstressed_volume | 2994 | mL | set for MAP 93.5 mmHg at 5.5 L blood volume |
 | pulmonary_arterial_compliance | 4.0 | mL/mmHg |  |
 | pulmonary_arterial_unstressed_volume | 90 | mL |  |
 | pulmonary_venous_compliance | 20 | mL/mmHg | includes the left atrium |
@@ -100,8 +100,8 @@ REFLEX_INPUTS = (
     Input("heart_period_change", "s", 0.0, "added to the heart period 60 / HR (reflex)"),
     Input("reflex_resistance_factor", "dimensionless", 1.0,
           "multiplies systemic resistance (sympathetic vasoconstriction)"),
-    Input("lv_elastance_change", "mmHg/mL", 0.0, "added to LV end-systolic elastance"),
-    Input("rv_elastance_change", "mmHg/mL", 0.0, "added to RV end-systolic elastance"),
+    Input("lv_elastance_factor", "dimensionless", 1.0, "multiplies LV end-systolic elastance"),
+    Input("rv_elastance_factor", "dimensionless", 1.0, "multiplies RV end-systolic elastance"),
     Input("venous_unstressed_volume_change", "mL", 0.0,
           "added to the systemic venous unstressed volume (venous tone)"),
 )
@@ -135,8 +135,8 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
     activation_width: Array = parameter(0.085, unit="s", bounds=(0.01, 0.3))
     systemic_arterial_compliance: Array = parameter(1.56, unit="mL/mmHg", bounds=_POSITIVE)
     systemic_arterial_unstressed_volume: Array = parameter(650.0, unit="mL", bounds=(0.0, 5000.0))
-    systemic_venous_compliance: Array = parameter(70.0, unit="mL/mmHg", bounds=_POSITIVE)
-    systemic_venous_unstressed_volume: Array = parameter(3540.0, unit="mL", bounds=(0.0, 8000.0))
+    systemic_venous_compliance: Array = parameter(175.0, unit="mL/mmHg", bounds=_POSITIVE)
+    systemic_venous_unstressed_volume: Array = parameter(2994.0, unit="mL", bounds=(0.0, 8000.0))
     pulmonary_arterial_compliance: Array = parameter(4.0, unit="mL/mmHg", bounds=_POSITIVE)
     pulmonary_arterial_unstressed_volume: Array = parameter(90.0, unit="mL", bounds=(0.0, 2000.0))
     pulmonary_venous_compliance: Array = parameter(20.0, unit="mL/mmHg", bounds=_POSITIVE)
@@ -211,7 +211,7 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
                       * inputs["reflex_resistance_factor"])
         return Network(
             compartments={
-                "left_ventricle": _Ventricle(self.lv_elastance_max + inputs["lv_elastance_change"],
+                "left_ventricle": _Ventricle(self.lv_elastance_max * inputs["lv_elastance_factor"],
                                              self.lv_elastance_min, self.lv_unstressed_volume, e),
                 "systemic_arteries": Compliance(self.systemic_arterial_compliance,
                                                 self.systemic_arterial_unstressed_volume),
@@ -219,7 +219,7 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
                     self.systemic_venous_compliance,
                     self.systemic_venous_unstressed_volume
                     + inputs["venous_unstressed_volume_change"]),
-                "right_ventricle": _Ventricle(self.rv_elastance_max + inputs["rv_elastance_change"],
+                "right_ventricle": _Ventricle(self.rv_elastance_max * inputs["rv_elastance_factor"],
                                               self.rv_elastance_min, self.rv_unstressed_volume, e),
                 "pulmonary_arteries": Compliance(self.pulmonary_arterial_compliance,
                                                  self.pulmonary_arterial_unstressed_volume),
