@@ -152,3 +152,12 @@ def test_only_the_distributed_module_imports_mpi4jax():
 
 def test_builders_record_their_import_path():
     assert physiology_models.twins.oral_pk.vht_builder == "physiology_models.twins:oral_pk"
+
+
+def test_parameter_step_values_are_checked_against_bounds():
+    twin = one_compartment()
+    with pytest.raises(ValueError, match=r"ParameterStep: drug.bioavailability = 1.5 "
+                                         r"\[dimensionless\] "
+                                         r"lies outside its bounds \[0.0, 1.0\]"):
+        vht.simulate(twin, vht.Scenario([vht.ParameterStep("drug.bioavailability", 1.5)]),
+                     t1=1.0)

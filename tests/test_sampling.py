@@ -69,3 +69,12 @@ def test_a_sampling_twin_needs_a_concrete_horizon():
     twin = vht.Twin({"organ": HeldRate()})
     with pytest.raises(ValueError, match="needs concrete t0 and t1"):
         jax.jit(lambda t1: vht.simulate(twin, t1=t1).ys)(10.0)
+
+
+def test_a_sampling_twin_runs_under_jit_with_a_python_horizon():
+    import jax
+
+    twin = vht.Twin({"organ": HeldRate()})
+    ticks = jax.jit(lambda demand: vht.simulate(twin.replace({"organ.demand": demand}),
+                                                t1=5.0, n_save=2)["organ.x"][-1])(2.0)
+    np.testing.assert_allclose(ticks, 10.0, rtol=1e-8)

@@ -158,7 +158,13 @@ class ParameterStep(AbstractIntervention):
         if info is None:
             raise ValueError(f"ParameterStep: unknown parameter {self.parameter!r}")
         factor = 1.0 if self.unit is None else conversion_factor(self.unit, info.unit)
-        return self.parameter, self.value * factor, self.time, self.time + self.duration
+        value = self.value * factor
+        if not isinstance(value, jax.core.Tracer):
+            concrete = np.asarray(value)
+            if np.any(concrete < info.lower) or np.any(concrete > info.upper):
+                raise ValueError(f"ParameterStep: {self.parameter} = {concrete} [{info.unit}] lies "
+                                 f"outside its bounds [{info.lower}, {info.upper}]")
+        return self.parameter, value, self.time, self.time + self.duration
 
 
 class Trigger(AbstractIntervention):

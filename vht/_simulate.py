@@ -370,7 +370,7 @@ def _sample_count(twin: Twin, t0: Array, t1: Array) -> int:
     period = twin.sample_period()
     if period is None:
         return 0
-    if isinstance(t0, jax.core.Tracer) or isinstance(t1, jax.core.Tracer):
+    if t1 is None or isinstance(t0, jax.core.Tracer) or isinstance(t1, jax.core.Tracer):
         raise ValueError("a twin with a sample period needs concrete t0 and t1 (the number of "
                          "clock ticks fixes the program): pass them as numbers, not traced "
                          "values")
@@ -426,6 +426,13 @@ def simulate(
     if not isinstance(scenario, Scenario):
         raise ValueError(f"scenario must be a vht.Scenario, got {type(scenario).__name__}")
     dtype = jnp.result_type(float)
+    # Counted before conversion: under an outer jit, jnp.asarray of a Python float is traced.
+    n_samples = _sample_count(twin, t0, t1 if t1 is not None else (
+        ts[-1] if ts is not None and not isinstance(ts, jax.core.Tracer) else None))
+    # The name is provenance, not structure: keep it out of the compiled program's cache key.
+    scenario = Scenario(scenario.interventions)
+    for step in scenario.of_type(ParameterStep):  # bounds of concrete values, before tracing
+        step.resolved(twin)
     t0 = jnp.asarray(t0, dtype=dtype)
     if ts is None:
         if t1 is None:
@@ -449,7 +456,7 @@ def simulate(
     if max_steps < 1 or math.isinf(max_steps):
         raise ValueError("max_steps must be a positive integer")
     static = (solver, float(rtol), float(atol), int(max_steps), adjoint, bool(throw),
-              bool(check_bounds), _sample_count(twin, t0, t1))
+              bool(check_bounds), n_samples)
     ys, signals, status, n_steps = _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static)
     config = (
         ("solver", type(solver).__name__),
