@@ -5,4 +5,6 @@ sources of both. Composed twins that can be rebuilt from a twin file live in ``t
 """
 
 from . import cardiovascular as cardiovascular
+from . import fluids as fluids
+from . import glucose_insulin as glucose_insulin
 from . import pharmacology as pharmacology

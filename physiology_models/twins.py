@@ -15,6 +15,7 @@ from .cardiovascular import (
     MeanFlowCirculation,
     reflex_connections,
 )
+from .fluids import Interstitium, Kidney
 from .pharmacology import EffectCompartment, OneCompartmentPK, TwoCompartmentPK
 
 
@@ -37,24 +38,28 @@ VASOPRESSOR_PD = dict(ke0=41.6, emax=1.0, ec50=0.002, hill=1.0)
 
 
 @vht.builder
-def circulation_with_vasopressor(valves: str = "smooth") -> vht.Twin:
-    """Pulsatile circulation whose systemic resistance responds to an IV vasopressor.
+def circulation_with_vasopressor(valves: str = "smooth", reflex: bool = True) -> vht.Twin:
+    """Pulsatile circulation, with the baroreflex, whose systemic resistance also responds to
+    an IV vasopressor.
 
-    Organs: ``circulation`` (ClosedLoopCirculation), ``drug`` (OneCompartmentPK, dosed into
+    Organs: ``circulation`` (ClosedLoopCirculation), ``reflex`` (Baroreflex, reading the
+    monitor's mean arterial pressure), ``drug`` (OneCompartmentPK, dosed into
     ``drug.central``), ``effect`` (EffectCompartment). Connections: the drug's plasma
     concentration drives the effect site; the effect's factor multiplies systemic resistance.
     """
-    return vht.Twin(
-        {
-            "circulation": ClosedLoopCirculation(valves=valves),
-            "drug": OneCompartmentPK(**VASOPRESSOR_PK),
-            "effect": EffectCompartment(**VASOPRESSOR_PD),
-        },
-        connections=[
-            ("drug.concentration", "effect.plasma_concentration"),
-            ("effect.factor", "circulation.resistance_factor"),
-        ],
-    )
+    organs = {
+        "circulation": ClosedLoopCirculation(valves=valves),
+        "drug": OneCompartmentPK(**VASOPRESSOR_PK),
+        "effect": EffectCompartment(**VASOPRESSOR_PD),
+    }
+    connections = [
+        ("drug.concentration", "effect.plasma_concentration"),
+        ("effect.factor", "circulation.resistance_factor"),
+    ]
+    if reflex:
+        organs["reflex"] = Baroreflex()
+        connections += reflex_connections()
+    return vht.Twin(organs, connections)
 
 
 @vht.builder
@@ -74,3 +79,67 @@ def mean_flow_circulation(reflex: bool = True) -> vht.Twin:
     if not reflex:
         return vht.Twin(organs)
     return vht.Twin({**organs, "reflex": Baroreflex()}, reflex_connections())
+
+
+def fluid_connections(circulation: str = "circulation", interstitium: str = "interstitium",
+                      kidney: str = "kidney") -> list[tuple[str, str]]:
+    """Couple a circulation with the interstitium (Starling exchange) and the kidney."""
+    return [
+        (f"{circulation}.mean_arterial_pressure", f"{interstitium}.arterial_pressure"),
+        (f"{circulation}.central_venous_pressure", f"{interstitium}.venous_pressure"),
+        (f"{circulation}.blood_volume", f"{interstitium}.blood_volume"),
+        (f"{circulation}.hemorrhage_flow", f"{interstitium}.hemorrhage_flow"),
+        (f"{interstitium}.capillary_filtration", f"{circulation}.capillary_filtration"),
+        (f"{circulation}.mean_arterial_pressure", f"{kidney}.arterial_pressure"),
+        (f"{kidney}.urine_flow", f"{circulation}.urine_flow"),
+    ]
+
+
+@vht.builder
+def circulation_with_fluids(reflex: bool = True) -> vht.Twin:
+    """Beat-averaged circulation with baroreflex, transcapillary exchange and kidney: blood
+    volume that the body refills, dilutes and excretes (hours to days)."""
+    organs = {"circulation": MeanFlowCirculation(), "interstitium": Interstitium(),
+              "kidney": Kidney()}
+    connections = fluid_connections()
+    if reflex:
+        organs["reflex"] = Baroreflex()
+        connections += reflex_connections()
+    return vht.Twin(organs, connections)
+
+
+def _whole_body_organs_and_connections(circulation: vht.AbstractOrgan):
+    from .glucose_insulin.bergman_minimal import BergmanMinimalModel, PlasmaInsulin
+    from .pharmacology.pbpk import lidocaine_pbpk
+
+    organs = {"circulation": circulation, "reflex": Baroreflex(),
+              "interstitium": Interstitium(), "kidney": Kidney(), "drug": lidocaine_pbpk(),
+              "glucose": BergmanMinimalModel(), "insulin": PlasmaInsulin()}
+    connections = reflex_connections() + fluid_connections() + [
+        ("circulation.cardiac_output", "drug.cardiac_output"),
+        ("insulin.concentration", "glucose.insulin"),
+    ]
+    return organs, connections
+
+
+@vht.builder
+def whole_body() -> vht.Twin:
+    """The reference whole-body twin for hours to days.
+
+    Organs: the beat-averaged ``circulation`` with its ``reflex`` (Ursino 1998 baroreflex),
+    ``interstitium`` (Starling exchange, lymph, red cells and plasma protein) and ``kidney``
+    (filtration and pressure diuresis), ``drug`` (whole-body PBPK of lidocaine, its organ blood
+    flows taken from the circulation's cardiac output, so that a hemorrhage lowers hepatic
+    clearance), and ``glucose`` with ``insulin`` (Bergman minimal model, Denti 2010 values).
+    Start it from ``vht.steady_state``.
+    """
+    organs, connections = _whole_body_organs_and_connections(MeanFlowCirculation())
+    return vht.Twin(organs, connections)
+
+
+@vht.builder
+def whole_body_pulsatile(valves: str = "smooth") -> vht.Twin:
+    """The reference whole-body twin with the pulsatile circulation, for horizons up to about
+    30 minutes (every beat resolved); otherwise as ``whole_body``."""
+    organs, connections = _whole_body_organs_and_connections(ClosedLoopCirculation(valves=valves))
+    return vht.Twin(organs, connections)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_flagship_writes_hdf5_with_units_and_a_png(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "vht.cli", "run", "experiments/flagship.py", "--minutes", "9",
+        [sys.executable, "-m", "vht.cli", "run", "experiments/flagship.py", "--minutes", "14",
          "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -234,3 +234,22 @@ def test_a_loop_of_feedthrough_organs_is_refused():
     with pytest.raises(ValueError, match="algebraic loop through feedthrough organs: "
                                          "a -> b -> a"):
         vht.Twin({"a": Echo(), "b": Echo()}, [("a.y", "b.u"), ("b.y", "a.u")])
+
+
+class Drain(Echo):
+    """Feedthrough, with an input its outputs do not read (a loss feeding its rates only)."""
+
+    inputs: ClassVar = (Input("u", "1"), Input("loss", "1", 0.0, affects_outputs=False))
+
+    def rates(self, t, state, inputs):
+        return {"x": -state["x"] - inputs["loss"]}
+
+
+def test_inputs_that_do_not_affect_outputs_break_no_loop():
+    twin = vht.Twin({"a": Drain(), "b": Echo(), "level": Level()},
+                    [("level.z_out", "a.u"), ("a.y", "b.u"), ("b.y", "a.loss")])
+    assert twin.order.index("level") < twin.order.index("a") < twin.order.index("b")
+    solution = vht.simulate(twin, t1=1.0)
+    assert int(solution.status) == 0
+    with pytest.raises(ValueError, match="algebraic loop"):
+        vht.Twin({"a": Drain(), "b": Echo()}, [("a.y", "b.u"), ("b.y", "a.u")])

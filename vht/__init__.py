@@ -16,7 +16,7 @@ The public API, in the order a user meets it:
 - twin files: ``builder``, ``save_twin``, ``load_twin``, ``load_posterior``;
 - units and time: ``TIME_UNIT`` (minutes), ``HOUR``, ``DAY``, ``unit_registry``,
   ``conversion_factor``;
-- plots: ``plot_signal``;
+- plots and diagrams: ``plot_signal``, ``twin_diagram``;
 - distributed: ``vht.distributed`` (the collectives; the one module that imports mpi4jax).
 """
 
@@ -29,6 +29,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from . import _distributed as distributed
 from . import network as network
+from ._diagram import twin_diagram as twin_diagram
 from ._hashing import model_hash as model_hash
 from ._hashing import organ_hashes as organ_hashes
 from ._hashing import parameter_hash as parameter_hash

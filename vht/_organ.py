@@ -54,12 +54,21 @@ class State:
 
 @dataclasses.dataclass(frozen=True)
 class Input:
-    """Declaration of an input signal. ``default=None`` means it must be connected."""
+    """Declaration of an input signal. ``default=None`` means it must be connected.
+
+    ``affects_outputs=False`` declares that a feedthrough organ's outputs do not read this
+    input (a volume loss that only its rates use); the twin then orders organs without it,
+    so a loop through such an input is not an algebraic loop. ``breaks_conservation=True``
+    declares that, once connected, the input adds to or removes from the organ's conserved
+    totals (a filtration out of the blood), so the twin no longer treats them as conserved.
+    """
 
     name: str
     unit: str
     default: float | None = None
     description: str = ""
+    affects_outputs: bool = True
+    breaks_conservation: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,10 +191,11 @@ class AbstractOrgan(eqx.Module):
         """For pulsatile organs, the period of the forcing in ``time_unit``; else None."""
         return None
 
-    def clock_states(self) -> tuple[str, ...]:
-        """States that keep time (a beat phase oscillator). Over one period they return to
-        their start whatever it is, so ``steady_state`` holds them at their starting values
-        instead of solving for them (the shooting Jacobian is singular along them)."""
+    def held_states(self) -> tuple[str, ...]:
+        """States without a steady value of their own: a beat phase (it returns to its start
+        after a period whatever that start is) or a running total (cumulative urine, never
+        constant). ``steady_state`` holds them at their starting values instead of solving
+        for them (the Jacobian is singular along them)."""
         return ()
 
     def sample(self, t: Array, state: Mapping[str, Array]) -> dict[str, Array]:

@@ -38,10 +38,10 @@ class SteadyState(eqx.Module):
 
 def _constrain(twin: Twin, y_start: Array):
     """Residual wrapper replacing one equation per conserved group by its total, and the
-    equations of clock states by their starting values."""
+    equations of held states (phases, running totals) by their starting values."""
     groups = twin.conserved_groups()
     totals = [jnp.sum(y_start[g]) for g in groups]
-    clocks = twin.clock_indices()
+    clocks = twin.held_indices()
 
     def apply(residual: Array, y: Array) -> Array:
         for group, total in zip(groups, totals):

@@ -151,7 +151,9 @@ class Twin(eqx.Module):
         Only feedthrough organs create dependencies (their outputs read their inputs); a cycle
         through them would be an algebraic loop, which the explicit ODE cannot hold.
         """
-        feeds = {n: sorted({c.source_organ for c in self.connections if c.target_organ == n})
+        direct = {n: {i.name for i in self[n].inputs if i.affects_outputs} for n in self.names}
+        feeds = {n: sorted({c.source_organ for c in self.connections
+                            if c.target_organ == n and c.target_port in direct[n]})
                  for n in self.names if self[n].feedthrough}
         order, state = [], {}
 
@@ -274,17 +276,21 @@ class Twin(eqx.Module):
                              f"{', '.join(self.signal_names) or 'none'}") from None
 
     def conserved_groups(self) -> tuple[np.ndarray, ...]:
-        """State indices of every conserved group the organs declare."""
+        """State indices of every conserved group the organs declare, except those of organs
+        with a connected input that breaks conservation (an exchange with another organ)."""
         groups = []
+        fed = {c.target for c in self.connections}
         for name, organ in zip(self.names, self.organs):
+            if any(i.breaks_conservation and f"{name}.{i.name}" in fed for i in organ.inputs):
+                continue
             for group in organ.conserved():
                 groups.append(np.array([self.state_index(f"{name}.{s}") for s in group]))
         return tuple(groups)
 
-    def clock_indices(self) -> np.ndarray:
-        """State indices of every organ's clock states."""
+    def held_indices(self) -> np.ndarray:
+        """State indices of every organ's held states (phases, running totals)."""
         return np.array([self.state_index(f"{name}.{s}") for name, organ in
-                         zip(self.names, self.organs) for s in organ.clock_states()], dtype=int)
+                         zip(self.names, self.organs) for s in organ.held_states()], dtype=int)
 
     def period(self) -> Array | None:
         """Period of the pulsatile organ in minutes, or None. Two pulsatile organs: an error."""
@@ -359,11 +365,24 @@ class Twin(eqx.Module):
     def initial_state(self) -> Array:
         return self.join({n: o.initial_state() for n, o in zip(self.names, self.organs)})
 
-    def _inputs_of(self, name: str, outputs: Mapping[str, Mapping[str, Array]]) -> dict:
-        """The input values of organ ``name``: routed outputs (unit-converted) or defaults."""
+    def _inputs_of(self, name: str, outputs: Mapping[str, Mapping[str, Array]],
+                   for_outputs: bool = False) -> dict:
+        """The input values of organ ``name``: routed outputs (unit-converted) or defaults.
+
+        ``for_outputs``: the inputs a feedthrough organ's ``observe`` may read; the others
+        (``affects_outputs=False``) may not be computed yet and come as NaN, so that misuse
+        shows."""
+        organ = self[name]
+        direct = {i.name for i in organ.inputs if i.affects_outputs or not for_outputs}
         routed = {c.target_port: outputs[c.source_organ][c.source_port] * c.factor
-                  for c in self.connections if c.target_organ == name}
-        return {i.name: jnp.asarray(routed.get(i.name, i.default)) for i in self[name].inputs}
+                  for c in self.connections if c.target_organ == name and c.target_port in direct}
+        values = {}
+        for port in organ.inputs:
+            if port.name in direct:
+                values[port.name] = jnp.asarray(routed.get(port.name, port.default))
+            else:
+                values[port.name] = jnp.asarray(jnp.nan)
+        return values
 
     def _organ_outputs(self, t, parts) -> dict[str, dict[str, Array]]:
         """Every organ's outputs, feedthrough organs after the organs that feed them."""
@@ -373,7 +392,7 @@ class Twin(eqx.Module):
             organ_t = t * time_factor(organ.time_unit)
             if organ.feedthrough:
                 outputs[name] = organ.observe(organ_t, parts[name],
-                                              self._inputs_of(name, outputs))
+                                              self._inputs_of(name, outputs, for_outputs=True))
             else:
                 outputs[name] = organ.observe(organ_t, parts[name])
         return outputs

@@ -107,6 +107,17 @@ REFLEX_INPUTS = (
 )
 
 
+# Volume leaving the blood for the interstitium and the urine (from fluid and kidney organs);
+# they enter the rates only, so a circulation that feeds those organs makes no algebraic loop.
+FLUID_INPUTS = (
+    Input("capillary_filtration", "mL/s", 0.0,
+          "net flow from plasma to interstitium (filtration minus lymph)", affects_outputs=False,
+          breaks_conservation=True),
+    Input("urine_flow", "mL/s", 0.0, "urine production", affects_outputs=False,
+          breaks_conservation=True),
+)
+
+
 class _Ventricle(eqx.Module):
     """Time-varying elastance chamber: p = E(t) (V - V0)."""
 
@@ -164,7 +175,7 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
     inputs: ClassVar = (
         Input("resistance_factor", "dimensionless", 1.0,
               "multiplies systemic resistance (vasoconstrictors > 1, vasodilators < 1)"),
-    ) + REFLEX_INPUTS
+    ) + REFLEX_INPUTS + FLUID_INPUTS
     outputs: ClassVar = (
         Output("arterial_pressure", "mmHg", "instantaneous systemic arterial pressure"),
         Output("mean_arterial_pressure", "mmHg", "beat-averaged arterial pressure (monitor)"),
@@ -177,6 +188,7 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
         Output("aortic_flow", "mL/s", "instantaneous flow through the aortic valve"),
         Output("heart_rate", "1/min", "60 / heart period, reflex included"),
         Output("blood_volume", "mL", "total volume in the six compartments"),
+        Output("hemorrhage_flow", "mL/s", "blood lost (the hemorrhage rate)"),
     )
     stiffness: ClassVar = "nonstiff"
     time_unit: ClassVar = "s"
@@ -246,7 +258,9 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
         volumes = {name: state[name] for name in COMPARTMENTS}
         pressures = network.potentials(t, volumes)
         flows = network.flows(t, pressures)
-        dvolume = network.balance(flows, {"systemic_arteries": -self.hemorrhage_rate})
+        dvolume = network.balance(flows, {
+            "systemic_arteries": -self.hemorrhage_rate,
+            "systemic_veins": -(inputs["capillary_filtration"] + inputs["urine_flow"])})
         tau = self.monitor_time_constant
         arterial = pressures["systemic_arteries"]
         omega = 2.0 * jnp.pi / (self.period() + inputs["heart_period_change"])
@@ -276,6 +290,7 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
             "aortic_flow": network.flows(t, p)["aortic"],
             "heart_rate": 60.0 / (self.period() + inputs["heart_period_change"]),
             "blood_volume": sum(state[name] for name in COMPARTMENTS),
+            "hemorrhage_flow": self.hemorrhage_rate,
         }
 
     def initial_state(self):
@@ -305,5 +320,5 @@ class ClosedLoopCirculation(vht.AbstractOrgan):
     def conserved(self):
         return (COMPARTMENTS,)
 
-    def clock_states(self):
+    def held_states(self):
         return ("phase_cos", "phase_sin")

@@ -62,7 +62,7 @@ import vht
 from vht import Input, Output, State, parameter
 from vht.network import AbstractConductance, Compliance, Network, Resistance
 
-from .closed_loop_circulation import _POSITIVE, _VOLUME_ADVICE, REFLEX_INPUTS
+from .closed_loop_circulation import _POSITIVE, _VOLUME_ADVICE, FLUID_INPUTS, REFLEX_INPUTS
 
 VESSELS = ("systemic_arteries", "systemic_veins", "pulmonary_arteries", "pulmonary_veins")
 COMPARTMENTS = ("left_ventricle", *VESSELS[:2], "right_ventricle", *VESSELS[2:])
@@ -130,7 +130,7 @@ class MeanFlowCirculation(vht.AbstractOrgan):
     inputs: ClassVar = (
         Input("resistance_factor", "dimensionless", 1.0,
               "multiplies systemic resistance (vasoconstrictors > 1, vasodilators < 1)"),
-    ) + REFLEX_INPUTS
+    ) + REFLEX_INPUTS + FLUID_INPUTS
     outputs: ClassVar = (
         Output("mean_arterial_pressure", "mmHg"),
         Output("systolic_pressure", "mmHg", "MAP + a PP (Windkessel pulse pressure)"),
@@ -143,6 +143,7 @@ class MeanFlowCirculation(vht.AbstractOrgan):
         Output("pulmonary_venous_pressure", "mmHg", "mean (wedge pressure)"),
         Output("systemic_flow", "mL/s", "flow through the systemic resistance"),
         Output("blood_volume", "mL", "total volume in the six compartments"),
+        Output("hemorrhage_flow", "mL/s", "blood lost (the hemorrhage rate)"),
     )
     stiffness: ClassVar = "stiff"
     time_unit: ClassVar = "s"
@@ -212,6 +213,8 @@ class MeanFlowCirculation(vht.AbstractOrgan):
             rates[upstream] = rates[upstream] - flows[name]
             rates[downstream] = rates[downstream] + flows[name]
         rates["systemic_arteries"] = rates["systemic_arteries"] - self.hemorrhage_rate
+        rates["systemic_veins"] = rates["systemic_veins"] - (inputs["capillary_filtration"]
+                                                             + inputs["urine_flow"])
         return rates
 
     def observe(self, t, state, inputs):
@@ -232,6 +235,7 @@ class MeanFlowCirculation(vht.AbstractOrgan):
             "pulmonary_venous_pressure": p["pulmonary_veins"],
             "systemic_flow": flows["systemic"],
             "blood_volume": sum(state[name] for name in COMPARTMENTS),
+            "hemorrhage_flow": self.hemorrhage_rate,
         }
 
     def initial_state(self):
