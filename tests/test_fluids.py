@@ -7,8 +7,8 @@ import pytest
 
 import vht
 from experiments import whole_body as whole_body_experiment
-from experiments.validation.pulse_targets import load_targets
 from experiments.validation.pulse_targets import grade as pulse_grade
+from experiments.validation.pulse_targets import load_targets
 from physiology_models.fluids import Kidney, landis_pappenheimer
 from physiology_models.twins import circulation_with_fluids, whole_body
 

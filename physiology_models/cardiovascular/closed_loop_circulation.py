@@ -56,7 +56,7 @@ Parameters (defaults for a resting adult; units as declared on each field):
 | activation_width | 0.085 | s | systole ~0.3 s |
 | systemic_arterial_compliance | 1.56 | mL/mmHg | stroke volume / pulse pressure ~78/40 |
 | systemic_arterial_unstressed_volume | 650 | mL | arteries hold ~15 % of blood volume |
-| systemic_venous_compliance | 175 | mL/mmHg | 2.5 mL/mmHg/kg (Magder and De Varennes 1998; Rothe 1983: 1-3) |
+| systemic_venous_compliance | 175 | mL/mmHg | 2.5 mL/mmHg/kg (Magder 1998; Rothe 1983: 1-3) |
 | systemic_venous_unstressed_volume | 2994 | mL | set for MAP 93.5 mmHg at 5.5 L blood volume |
 | pulmonary_arterial_compliance | 4.0 | mL/mmHg |  |
 | pulmonary_arterial_unstressed_volume | 90 | mL |  |

@@ -26,18 +26,25 @@ volume, hemorrhage flow); the output returns the net volume leaving the blood.
 
 | parameter | default | unit | source |
 |---|---|---|---|
-| filtration_coefficient (K_f) | 6.67 | mL/min/mmHg | whole body (Guyton and Hall, Textbook of Medical Physiology, ch. 16) |
-| reflection_coefficient (sigma) | 1.0 | 1 | Guyton and Hall's whole-body balance uses the full oncotic pressure |
-| capillary_pressure_fraction (r) | 0.109 | 1 | capillary pressure 14.9 mmHg at MAP 93.5, CVP 5.3: with the oncotic pressures it leaves a net outward 0.3 mmHg, a resting filtration of 2 mL/min returned by lymph (Guyton and Hall, ch. 16, whose balance has 17.3 mmHg against 28 mmHg plasma oncotic pressure) |
-| interstitial_pressure_rest (P_i0) | -3 | mmHg | loose subcutaneous tissue (Guyton and Hall) |
-| interstitial_oncotic_pressure (pi_i) | 8 | mmHg | Guyton and Hall |
-| interstitial_volume_rest (V_i0) | 12000 | mL | about 17 % of body weight, 70 kg (Guyton and Hall, ch. 25) |
-| interstitial_compliance (C_i) | 700 | mL/mmHg | order of Guyton's interstitial pressure-volume curve below 0 mmHg |
-| lymph_sensitivity (k_L) | 3 | 1/mmHg | lymph flow rises about tenfold from -3 to 0 mmHg (Guyton and Hall, Fig. 16-9) |
-| plasma_protein_rest | 7.0 | g/dL | total plasma protein (Guyton and Hall) |
-| hematocrit_rest | 0.42 | 1 | adult (Guyton and Hall) |
-| initial_blood_volume | 5500 | mL | as the circulation's default |
-| fluid_intake | 1.042 | mL/min | 1.5 L/day, equal to the kidney's resting urine output, so rest is a steady state (insensible losses are not modelled) |
+| filtration_coefficient (K_f) | 6.67 | mL/min/mmHg | whole body [1] |
+| reflection_coefficient (sigma) | 1.0 | 1 | [1]'s balance uses the full oncotic pressure |
+| capillary_pressure_fraction (r) | 0.109 | 1 | see [a] |
+| interstitial_pressure_rest (P_i0) | -3 | mmHg | loose subcutaneous tissue [1] |
+| interstitial_oncotic_pressure (pi_i) | 8 | mmHg | [1] |
+| interstitial_volume_rest (V_i0) | 12000 | mL | about 17 % of body weight, 70 kg [1] |
+| interstitial_compliance (C_i) | 700 | mL/mmHg | order of [1]'s curve below 0 mmHg |
+| lymph_sensitivity (k_L) | 3 | 1/mmHg | lymph rises about tenfold from -3 to 0 mmHg [1] |
+| plasma_protein_rest | 7.0 | g/dL | [1] |
+| hematocrit_rest | 0.42 | 1 | [1] |
+| initial_blood_volume | 5500 | mL | the circulation's default |
+| fluid_intake | 1.042 | mL/min | see [b] |
+
+[1] Guyton and Hall, Textbook of Medical Physiology (ch. 16, 25).
+[a] Capillary pressure 14.9 mmHg at MAP 93.5 and CVP 5.3: with the oncotic pressures it leaves
+a net outward 0.3 mmHg, a resting filtration of 2 mL/min returned by lymph ([1]'s balance has
+17.3 mmHg against a plasma oncotic pressure of 28 mmHg).
+[b] 1.5 L/day, equal to the kidney's resting urine output, so that rest is a steady state
+(insensible losses are not modelled).
 """
 
 from __future__ import annotations

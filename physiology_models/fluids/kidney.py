@@ -20,9 +20,9 @@ model adds is their response to pressure.
 | filtration_rate_rest (GFR_0) | 125 | mL/min | 180 L/day (Guyton and Hall, ch. 26) |
 | urine_flow_rest (U_0) | 1.042 | mL/min | 1.5 L/day (Guyton and Hall, ch. 26) |
 | reference_pressure (P_0) | 93.5 | mmHg | resting MAP of the default circulation |
-| autoregulation_half_pressure (P_half) | 60 | mmHg | GFR autoregulated down to about 75 mmHg |
+| autoregulation_half_pressure (P_half) | 60 | mmHg | GFR held down to about 75 mmHg |
 | autoregulation_width (w) | 5 | mmHg | steep loss of filtration below the range |
-| diuresis_threshold (P_u) | 50 | mmHg | urine output ceases near 50 mmHg (Guyton and Hall, Fig. 19-2) |
+| diuresis_threshold (P_u) | 50 | mmHg | no urine near 50 mmHg (Guyton and Hall, Fig. 19-2) |
 | diuresis_exponent (n) | 2.5 | 1 | about 7-fold more urine at 150 mmHg than at 100 (same figure) |
 | diuresis_width (w_u) | 5 | mmHg | smooth threshold |
 """
