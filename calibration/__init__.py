@@ -1,6 +1,35 @@
-"""Calibration of twins to patient data: parameters and priors, likelihoods, individual,
-cohort and population fits, uncertainty.
+"""Calibration of twins to patient data.
 
-This package is part of the ``vht`` distribution; its fitting tools are built on the twin,
-scenario and simulation API of ``vht`` (see the calibration issue and docs/).
+- records: ``validate_records``, ``read_subject``, ``subject_ids`` (the records table, see
+  ``calibration._records``), ``theoph_records`` (a real data set);
+- problems: ``Problem``, ``FreeParameter``, transforms ``Log``, ``Bounded``, ``Identity``,
+  priors ``Normal``, ``LogNormal``, observation models ``Additive``, ``Proportional``,
+  ``Combined``, ``LogNormalError``;
+- individual fits: ``fit_individual`` (multi-start, Laplace uncertainty, identifiability),
+  ``profile``, ``minimise``.
+
+Cohort and population (mixed-effects) fits are built on the same problem definition (planned).
 """
+
+from ._individual import IndividualFit as IndividualFit
+from ._individual import fit_individual as fit_individual
+from ._individual import minimise as minimise
+from ._individual import profile as profile
+from ._problem import Additive as Additive
+from ._problem import Bounded as Bounded
+from ._problem import Combined as Combined
+from ._problem import FreeParameter as FreeParameter
+from ._problem import Identity as Identity
+from ._problem import Log as Log
+from ._problem import LogNormal as LogNormal
+from ._problem import LogNormalError as LogNormalError
+from ._problem import Normal as Normal
+from ._problem import Problem as Problem
+from ._problem import Proportional as Proportional
+from ._records import COLUMNS as COLUMNS
+from ._records import ROUTES as ROUTES
+from ._records import SubjectData as SubjectData
+from ._records import read_subject as read_subject
+from ._records import subject_ids as subject_ids
+from ._records import validate_records as validate_records
+from ._theoph import theoph_records as theoph_records

@@ -1,0 +1,343 @@
+"""A calibration problem: which parameters are free, how they are transformed and a priori
+distributed, how observations scatter around the twin's predictions, and where doses go.
+
+Unknowns live in an unconstrained vector ``z`` (what optimisers move): the free twin parameters
+followed by the error-model parameters, each through its transform:
+
+| transform | constrained value | for |
+|---|---|---|
+| ``Log()`` | exp(z) | positive quantities (clearances, volumes, error SDs) |
+| ``Bounded(lo, hi)`` | lo + (hi - lo) sigmoid(z) | fractions (bioavailability) and ranges |
+| ``Identity()`` | z | unrestricted quantities |
+
+Priors (for maximum a posteriori fits) act on the constrained value: ``Normal(mean, sd)`` or
+``LogNormal(median, sd_log)``. Observation models, one per observed variable, with estimated
+parameters (negative log-likelihoods include every constant, so that -2 log L is comparable
+with other software):
+
+| model | observation y given prediction f | parameters |
+|---|---|---|
+| ``Additive(sd)`` | y ~ N(f, sd^2) | sd |
+| ``Proportional(cv)`` | y ~ N(f, (cv f)^2) | cv |
+| ``Combined(sd, cv)`` | y ~ N(f, sd^2 + (cv f)^2) | sd, cv |
+| ``LogNormal(sd_log)`` | log y ~ N(log f, sd_log^2) (y > 0) | sd_log |
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+import vht
+
+from ._records import ROUTES, SubjectData
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# -- transforms -----------------------------------------------------------------------------
+
+class Transform(eqx.Module):
+    """Maps an unconstrained real z to a constrained value and back."""
+
+    @abc.abstractmethod
+    def forward(self, z: Array) -> Array: ...
+
+    @abc.abstractmethod
+    def inverse(self, value: Array) -> Array: ...
+
+
+class Identity(Transform):
+    def forward(self, z):
+        return z
+
+    def inverse(self, value):
+        return jnp.asarray(value, dtype=float)
+
+
+class Log(Transform):
+    def forward(self, z):
+        return jnp.exp(z)
+
+    def inverse(self, value):
+        value = jnp.asarray(value, dtype=float)
+        return jnp.log(value)
+
+
+class Bounded(Transform):
+    lower: float = eqx.field(static=True)
+    upper: float = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not self.lower < self.upper:
+            raise ValueError(f"Bounded needs lower < upper, got ({self.lower}, {self.upper})")
+
+    def forward(self, z):
+        return self.lower + (self.upper - self.lower) * jax.nn.sigmoid(z)
+
+    def inverse(self, value):
+        fraction = (jnp.asarray(value, dtype=float) - self.lower) / (self.upper - self.lower)
+        return jnp.log(fraction) - jnp.log1p(-fraction)
+
+
+# -- priors -----------------------------------------------------------------------------------
+
+class Prior(eqx.Module):
+    @abc.abstractmethod
+    def neg_log_density(self, value: Array) -> Array: ...
+
+
+class Normal(Prior):
+    mean: float = eqx.field(static=True)
+    sd: float = eqx.field(static=True)
+
+    def neg_log_density(self, value):
+        return 0.5 * (_LOG_2PI + 2 * jnp.log(self.sd) + ((value - self.mean) / self.sd) ** 2)
+
+
+class LogNormal(Prior):
+    median: float = eqx.field(static=True)
+    sd_log: float = eqx.field(static=True)
+
+    def neg_log_density(self, value):
+        z = (jnp.log(value) - jnp.log(self.median)) / self.sd_log
+        return 0.5 * (_LOG_2PI + 2 * jnp.log(self.sd_log) + z**2) + jnp.log(value)
+
+
+# -- observation models -----------------------------------------------------------------------
+
+class ErrorModel(eqx.Module):
+    """How observations scatter around predictions; its parameters are estimated."""
+
+    parameters: tuple[str, ...] = eqx.field(static=True)
+    initial: tuple[float, ...] = eqx.field(static=True)
+
+    @abc.abstractmethod
+    def neg_log_likelihood(self, observed, predicted, params: Mapping[str, Array]) -> Array:
+        """Per-observation negative log-likelihood (all constants included)."""
+
+
+def _normal_nll(observed, predicted, variance):
+    return 0.5 * (_LOG_2PI + jnp.log(variance) + (observed - predicted) ** 2 / variance)
+
+
+class Additive(ErrorModel):
+    def __init__(self, sd: float = 1.0):
+        self.parameters, self.initial = ("sd",), (float(sd),)
+
+    def neg_log_likelihood(self, observed, predicted, params):
+        return _normal_nll(observed, predicted, params["sd"] ** 2)
+
+
+class Proportional(ErrorModel):
+    def __init__(self, cv: float = 0.1):
+        self.parameters, self.initial = ("cv",), (float(cv),)
+
+    def neg_log_likelihood(self, observed, predicted, params):
+        return _normal_nll(observed, predicted, (params["cv"] * predicted) ** 2)
+
+
+class Combined(ErrorModel):
+    def __init__(self, sd: float = 0.1, cv: float = 0.1):
+        self.parameters, self.initial = ("sd", "cv"), (float(sd), float(cv))
+
+    def neg_log_likelihood(self, observed, predicted, params):
+        return _normal_nll(observed, predicted, params["sd"] ** 2 + (params["cv"] * predicted) ** 2)
+
+
+class LogNormalError(ErrorModel):
+    def __init__(self, sd_log: float = 0.1):
+        self.parameters, self.initial = ("sd_log",), (float(sd_log),)
+
+    def neg_log_likelihood(self, observed, predicted, params):
+        log_y = jnp.log(jnp.maximum(observed, 1e-300))
+        log_f = jnp.log(jnp.maximum(predicted, 1e-300))
+        return _normal_nll(log_y, log_f, params["sd_log"] ** 2) + log_y
+
+
+# -- the problem -----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FreeParameter:
+    """A twin parameter (``"organ.name"``) to estimate, with its transform, optional prior and
+    initial value (default: the twin's current value)."""
+
+    name: str
+    transform: Transform = dataclasses.field(default_factory=Log)
+    prior: Prior | None = None
+    initial: float | None = None
+
+
+class Problem(eqx.Module):
+    """Free parameters, observation models and dose routing for one twin.
+
+    ```python
+    problem = Problem(
+        twin, free=[FreeParameter("drug.ka"), FreeParameter("drug.clearance"),
+                    FreeParameter("drug.volume")],
+        observations={"drug.concentration": Additive(0.5)},
+        dose_targets={"oral": "drug.depot"}, time_unit="h")
+    ```
+    """
+
+    twin: vht.Twin
+    free: tuple[FreeParameter, ...] = eqx.field(static=True)
+    observations: tuple[tuple[str, ErrorModel], ...] = eqx.field(static=True)
+    dose_targets: tuple[tuple[str, str], ...] = eqx.field(static=True)
+    time_unit: str = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(self, twin: vht.Twin, free: Sequence[FreeParameter],
+                 observations: Mapping[str, ErrorModel], dose_targets: Mapping[str, str],
+                 time_unit: str = "h", rtol: float = 1e-8, atol: float = 1e-10,
+                 max_steps: int = 20_000):
+        info = twin.parameter_info()
+        names = [f.name for f in free]
+        for name in names:
+            if name not in info:
+                raise ValueError(f"free parameter {name!r} is not a parameter of the twin")
+        if len(set(names)) != len(names):
+            raise ValueError(f"free parameters repeat a name: {names}")
+        for variable in observations:
+            if variable not in twin.state_names and variable not in twin.signal_names:
+                raise ValueError(f"observed variable {variable!r} is neither a state nor a "
+                                 "signal of the twin")
+        for route, target in dose_targets.items():
+            if route not in ROUTES:
+                raise ValueError(f"dose route {route!r} is not one of {ROUTES}")
+            twin.state_index(target)
+        vht.conversion_factor(time_unit, "min")
+        self.twin = twin
+        self.free = tuple(free)
+        self.observations = tuple(observations.items())
+        self.dose_targets = tuple(dose_targets.items())
+        self.time_unit = time_unit
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+
+    # -- naming ------------------------------------------------------------------------------
+
+    @property
+    def observed(self) -> dict[str, str]:
+        """Observed variable -> its model unit."""
+        units = dict(zip(self.twin.state_names, self.twin.state_units)) | dict(
+            zip(self.twin.signal_names, self.twin.signal_units))
+        return {name: units[name] for name, _ in self.observations}
+
+    @property
+    def dose_units(self) -> dict[str, str]:
+        units = dict(zip(self.twin.state_names, self.twin.state_units))
+        return {route: units[target] for route, target in self.dose_targets}
+
+    @property
+    def minutes_per_time_unit(self) -> float:
+        return vht.conversion_factor(self.time_unit, "min")
+
+    @property
+    def error_names(self) -> tuple[str, ...]:
+        return tuple(f"error.{variable}.{p}" for variable, model in self.observations
+                     for p in model.parameters)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every unknown, in the order of the unconstrained vector."""
+        return tuple(f.name for f in self.free) + self.error_names
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    # -- vectors -----------------------------------------------------------------------------
+
+    def initial(self) -> Array:
+        """The unconstrained starting point: the twin's values (or ``initial``) and the error
+        models' initial parameters."""
+        current = self.twin.parameters()
+        values = [f.transform.inverse(current[f.name] if f.initial is None else f.initial)
+                  for f in self.free]
+        values += [jnp.log(v) for _, model in self.observations for v in model.initial]
+        return jnp.stack([jnp.asarray(v, dtype=float) for v in values])
+
+    def constrained(self, z: Array) -> dict[str, Array]:
+        """Every unknown by name, on its natural scale."""
+        out = {f.name: f.transform.forward(z[i]) for i, f in enumerate(self.free)}
+        for k, name in enumerate(self.error_names):
+            out[name] = jnp.exp(z[len(self.free) + k])
+        return out
+
+    def twin_at(self, z: Array) -> vht.Twin:
+        values = self.constrained(z)
+        return self.twin.replace({f.name: values[f.name] for f in self.free})
+
+    # -- predictions and objective -------------------------------------------------------------
+
+    def scenario(self, subject: SubjectData) -> vht.Scenario:
+        """The subject's doses as interventions of fixed structure (padding slots give 0)."""
+        targets = dict(self.dose_targets)
+        items = []
+        route = jnp.asarray(subject.route_index)
+        amounts = jnp.asarray(subject.dose_amounts)
+        times = jnp.asarray(subject.dose_times)
+        durations = jnp.asarray(subject.dose_durations)
+        for k in range(len(subject.dose_amounts)):
+            if "oral" in targets:
+                items.append(vht.OralDose(targets["oral"], jnp.where(
+                    route[k] == ROUTES.index("oral"), amounts[k], 0.0), times[k]))
+            if "iv" in targets:
+                items.append(vht.Bolus(targets["iv"], jnp.where(
+                    route[k] == ROUTES.index("iv"), amounts[k], 0.0), times[k]))
+            if "infusion" in targets:
+                is_infusion = route[k] == ROUTES.index("infusion")
+                duration = jnp.where(durations[k] > 0, durations[k], 1.0)
+                items.append(vht.Infusion(targets["infusion"],
+                                          jnp.where(is_infusion, amounts[k] / duration, 0.0),
+                                          start=times[k], duration=duration))
+        return vht.Scenario(items)
+
+    def predict(self, z: Array, subject: SubjectData, adjoint=None) -> Array:
+        """Model predictions at the subject's observation rows (in the variables' units).
+        ``adjoint``: a diffrax adjoint (``diffrax.ForwardMode()`` for forward-mode
+        derivatives such as Hessians by ``jacfwd(jacfwd)``)."""
+        twin = self.twin_at(z)
+        times = jnp.asarray(subject.times)
+        t0 = jnp.minimum(0.0, jnp.minimum(jnp.min(times), jnp.min(jnp.asarray(
+            subject.dose_times)) if len(subject.dose_times) else 0.0))
+        solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, rtol=self.rtol,
+                                atol=self.atol, max_steps=self.max_steps, throw=False,
+                                adjoint=adjoint)
+        columns = jnp.stack([solution[name] for name, _ in self.observations], axis=-1)
+        index = jnp.asarray(subject.variable_index)
+        return jnp.take_along_axis(columns, index[:, None], axis=1)[:, 0]
+
+    def neg_log_likelihood(self, z: Array, subject: SubjectData, adjoint=None) -> Array:
+        """-log L of the subject's observations (constants included); inf if the solve fails."""
+        predicted = self.predict(z, subject, adjoint)
+        params = self.constrained(z)
+        per_row = jnp.zeros_like(predicted)
+        index = jnp.asarray(subject.variable_index)
+        observed = jnp.asarray(subject.values)
+        for k, (variable, model) in enumerate(self.observations):
+            own = {p: params[f"error.{variable}.{p}"] for p in model.parameters}
+            per_row = jnp.where(index == k, model.neg_log_likelihood(observed, predicted, own),
+                                per_row)
+        total = jnp.sum(jnp.where(jnp.asarray(subject.mask), per_row, 0.0))
+        return jnp.where(jnp.isfinite(total), total, jnp.inf)
+
+    def neg_log_prior(self, z: Array) -> Array:
+        values = self.constrained(z)
+        terms = [f.prior.neg_log_density(values[f.name]) for f in self.free if f.prior is not None]
+        return sum(terms) if terms else jnp.asarray(0.0)
+
+    def objective(self, z: Array, subject: SubjectData, map_estimate: bool = True,
+                  adjoint=None) -> Array:
+        """The negative log posterior (or likelihood, ``map_estimate=False``)."""
+        value = self.neg_log_likelihood(z, subject, adjoint)
+        return value + self.neg_log_prior(z) if map_estimate else value
