@@ -4,7 +4,6 @@ Laplace uncertainty, identifiability, twin files."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
@@ -144,3 +143,20 @@ def test_bioavailability_with_volume_and_clearance_is_flagged_and_its_profile_is
     values = cal.profile(problem, SUBJECT_1, "drug.bioavailability", grid,
                          start=jnp.asarray(result.z), steps=80)
     assert np.ptp(values) < 1e-6 * abs(values.mean())
+
+
+def test_subject_fit_matches_r_nlslist(fit):
+    """R's nlsList(SSfol) for subject 1 (dose in mg/kg; stored with the script that made it)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    reference = pd.read_csv(Path(__file__).resolve().parents[1] / "experiments" / "calibration"
+                            / "r_references" / "theoph_nlslist.csv")
+    row = reference[reference["Subject"].astype(str) == "1"].iloc[0]
+    weight = float(RECORDS[RECORDS["subject"] == "1"]["weight"].iloc[0])
+    ka, clearance = fit.estimates["drug.ka"], fit.estimates["drug.clearance"]
+    ke = clearance / fit.estimates["drug.volume"]
+    np.testing.assert_allclose(np.log(ka), row.lKa, atol=1e-4)
+    np.testing.assert_allclose(np.log(ke), row.lKe, atol=1e-4)
+    np.testing.assert_allclose(np.log(clearance / weight), row.lCl, atol=1e-4)
