@@ -6,11 +6,16 @@
   priors ``Normal``, ``LogNormal``, observation models ``Additive``, ``Proportional``,
   ``Combined``, ``LogNormalError``;
 - individual fits: ``fit_individual`` (multi-start, Laplace uncertainty, identifiability),
-  ``profile``, ``minimise``.
+  ``profile``, ``minimise``;
+- cohort fits: ``fit_cohort`` (all subjects in one vmapped program), ``loop_fit`` (the same
+  in a Python loop, for comparison).
 
-Cohort and population (mixed-effects) fits are built on the same problem definition (planned).
+Population (mixed-effects) fits are built on the same problem definition (planned).
 """
 
+from ._cohort import CohortFit as CohortFit
+from ._cohort import fit_cohort as fit_cohort
+from ._cohort import loop_fit as loop_fit
 from ._individual import IndividualFit as IndividualFit
 from ._individual import fit_individual as fit_individual
 from ._individual import minimise as minimise
@@ -30,6 +35,8 @@ from ._records import COLUMNS as COLUMNS
 from ._records import ROUTES as ROUTES
 from ._records import SubjectData as SubjectData
 from ._records import read_subject as read_subject
+from ._records import read_subjects as read_subjects
+from ._records import stack_subjects as stack_subjects
 from ._records import subject_ids as subject_ids
 from ._records import validate_records as validate_records
 from ._theoph import theoph_records as theoph_records

@@ -53,6 +53,14 @@ def minimise(objective, starts: Array, *, optimizer: str = "lbfgs", steps: int =
 
     Returns (final z per start, final objective per start, objective history per start).
     """
+    return jax.jit(lambda s: minimise_traced(objective, s, optimizer=optimizer, steps=steps,
+                                             learning_rate=learning_rate))(starts)
+
+
+def minimise_traced(objective, starts: Array, *, optimizer: str = "lbfgs", steps: int = 100,
+                    learning_rate: float = 0.05):
+    """``minimise`` without its own ``jit``, to run inside a larger traced program (a cohort
+    vmapped over subjects)."""
     opt = _optimiser(optimizer, learning_rate)
     value_and_grad = optax.value_and_grad_from_state(objective) if optimizer == "lbfgs" else (
         jax.value_and_grad(objective))
@@ -77,7 +85,7 @@ def minimise(objective, starts: Array, *, optimizer: str = "lbfgs", steps: int =
         (z, _), history = jax.lax.scan(step, (z0, state), None, length=steps)
         return z, objective(z), history
 
-    return jax.jit(jax.vmap(run))(starts)
+    return jax.vmap(run)(starts)
 
 
 @dataclasses.dataclass
@@ -220,7 +228,7 @@ def profile(problem: Problem, subject: SubjectData, name: str, values: Sequence[
     def run(fixed_value):
         def objective(w):
             return problem.objective(full(w, fixed_value), subject, map_estimate)
-        w, value, _ = minimise(objective, others[None, :], steps=steps)
+        w, value, _ = minimise_traced(objective, others[None, :], steps=steps)
         return value[0]
 
     return np.asarray(jax.jit(jax.vmap(run))(fixed))

@@ -20,10 +20,10 @@ columns, types, units and ordering and raises ``ValueError`` naming the row.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 
+import equinox as eqx
 import numpy as np
 import pandas as pd
 
@@ -78,8 +78,7 @@ def validate_records(records: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class SubjectData:
+class SubjectData(eqx.Module):
     """One subject's records as padded arrays (``mask`` marks real observations and doses).
 
     Observation ``variable_index`` indexes ``Problem.observed``; dose ``route_index`` indexes
@@ -87,7 +86,7 @@ class SubjectData:
     dose amounts in the target state's unit (converted by the problem).
     """
 
-    subject: str
+    subject: str = eqx.field(static=True)
     times: np.ndarray
     values: np.ndarray
     variable_index: np.ndarray
@@ -96,6 +95,30 @@ class SubjectData:
     dose_amounts: np.ndarray
     dose_durations: np.ndarray
     route_index: np.ndarray
+
+
+def stack_subjects(subjects: list[SubjectData]) -> SubjectData:
+    """Subjects of equal padding stacked along a leading axis (for ``jax.vmap``); the stacked
+    record's ``subject`` is empty (keep the ids in order beside it)."""
+    shapes = {(s.times.shape, s.dose_times.shape) for s in subjects}
+    if len(shapes) != 1:
+        raise ValueError("subjects must share their padding to be stacked: read them with the "
+                         "same n_observations and n_doses")
+    return SubjectData("", *(np.stack([getattr(s, f) for s in subjects]) for f in (
+        "times", "values", "variable_index", "mask", "dose_times", "dose_amounts",
+        "dose_durations", "route_index")))
+
+
+def read_subjects(records: pd.DataFrame, subjects: list[str], observed: Mapping[str, str],
+                  dose_units: Mapping[str, str], minutes_per_time_unit: float) -> SubjectData:
+    """Several subjects, padded to a common size and stacked."""
+    sizes = [(int((~records[records["subject"] == s]["value"].isna()).sum()),
+              int((~records[records["subject"] == s]["dose_amount"].isna()).sum()))
+             for s in subjects]
+    n_observations = max(n for n, _ in sizes)
+    n_doses = max(d for _, d in sizes)
+    return stack_subjects([read_subject(records, s, observed, dose_units, minutes_per_time_unit,
+                                        n_observations, n_doses) for s in subjects])
 
 
 def subject_ids(records: pd.DataFrame) -> list[str]:
