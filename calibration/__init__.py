@@ -10,7 +10,9 @@
 - cohort fits: ``fit_cohort`` (all subjects in one vmapped program), ``loop_fit`` (the same
   in a Python loop, for comparison).
 
-Population (mixed-effects) fits are built on the same problem definition (planned).
+- population fits: ``PopulationProblem`` (random effects, design, diagonal or full
+  covariance), ``fit_population`` (FOCE with interaction; standard errors, empirical Bayes
+  estimates; MPI ranks share subjects), ``population_minus_2_log_likelihood``.
 """
 
 from ._cohort import CohortFit as CohortFit
@@ -20,6 +22,10 @@ from ._individual import IndividualFit as IndividualFit
 from ._individual import fit_individual as fit_individual
 from ._individual import minimise as minimise
 from ._individual import profile as profile
+from ._population import PopulationFit as PopulationFit
+from ._population import PopulationProblem as PopulationProblem
+from ._population import fit_population as fit_population
+from ._population import population_minus_2_log_likelihood as population_minus_2_log_likelihood
 from ._problem import Additive as Additive
 from ._problem import Bounded as Bounded
 from ._problem import Combined as Combined

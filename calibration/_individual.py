@@ -48,17 +48,20 @@ def _optimiser(name: str, learning_rate: float):
 
 
 def minimise(objective, starts: Array, *, optimizer: str = "lbfgs", steps: int = 100,
-             learning_rate: float = 0.05):
+             learning_rate: float = 0.05, tolerance: float = 1e-6):
     """Minimise ``objective(z)`` from every row of ``starts`` in one compiled program.
 
-    Returns (final z per start, final objective per start, objective history per start).
+    Each start stops once the norm of its gradient falls below ``tolerance`` (or after
+    ``steps`` steps). Returns (final z per start, final objective per start, objective history
+    per start, NaN after the start stopped).
     """
     return jax.jit(lambda s: minimise_traced(objective, s, optimizer=optimizer, steps=steps,
-                                             learning_rate=learning_rate))(starts)
+                                             learning_rate=learning_rate,
+                                             tolerance=tolerance))(starts)
 
 
 def minimise_traced(objective, starts: Array, *, optimizer: str = "lbfgs", steps: int = 100,
-                    learning_rate: float = 0.05):
+                    learning_rate: float = 0.05, tolerance: float = 1e-6):
     """``minimise`` without its own ``jit``, to run inside a larger traced program (a cohort
     vmapped over subjects)."""
     opt = _optimiser(optimizer, learning_rate)
@@ -66,10 +69,14 @@ def minimise_traced(objective, starts: Array, *, optimizer: str = "lbfgs", steps
         jax.value_and_grad(objective))
 
     def run(z0):
-        state = opt.init(z0)
+        # a while loop, not a scan of fixed length: past convergence, L-BFGS's line search
+        # finds no decrease and spends its whole budget of evaluations on every step
+        def keep_going(carry):
+            _, _, i, _, gradient_norm = carry
+            return (i < steps) & (gradient_norm >= tolerance)
 
-        def step(carry, _):
-            z, state = carry
+        def step(carry):
+            z, state, i, history, _ = carry
             if optimizer == "lbfgs":
                 value, grad = value_and_grad(z, state=state)
                 updates, state = opt.update(grad, state, z, value=value, grad=grad,
@@ -77,12 +84,17 @@ def minimise_traced(objective, starts: Array, *, optimizer: str = "lbfgs", steps
             else:
                 value, grad = value_and_grad(z)
                 updates, state = opt.update(grad, state, z)
+            gradient_norm = jnp.linalg.norm(grad)
+            # stop before stepping from a point that already satisfies the tolerance
+            z_new = jnp.where(gradient_norm < tolerance, z, optax.apply_updates(z, updates))
             # a failed solve gives inf: refuse to step into it
-            z_new = optax.apply_updates(z, updates)
             z_new = jnp.where(jnp.all(jnp.isfinite(z_new)), z_new, z)
-            return (z_new, state), value
+            gradient_norm = jnp.where(jnp.isfinite(gradient_norm), gradient_norm, jnp.inf)
+            return z_new, state, i + 1, history.at[i].set(value), gradient_norm
 
-        (z, _), history = jax.lax.scan(step, (z0, state), None, length=steps)
+        history = jnp.full(steps, jnp.nan, dtype=z0.dtype)
+        z, _, _, history, _ = jax.lax.while_loop(
+            keep_going, step, (z0, opt.init(z0), 0, history, jnp.asarray(jnp.inf, z0.dtype)))
         return z, objective(z), history
 
     return jax.vmap(run)(starts)

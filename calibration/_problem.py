@@ -123,6 +123,11 @@ class ErrorModel(eqx.Module):
     def neg_log_likelihood(self, observed, predicted, params: Mapping[str, Array]) -> Array:
         """Per-observation negative log-likelihood (all constants included)."""
 
+    @abc.abstractmethod
+    def linearised(self, observed, predicted, params: Mapping[str, Array]):
+        """(y, f, variance) on the scale where the model is normal, for first-order (FOCE)
+        approximations: the identity for normal models, logarithms for the log-normal one."""
+
 
 def _normal_nll(observed, predicted, variance):
     return 0.5 * (_LOG_2PI + jnp.log(variance) + (observed - predicted) ** 2 / variance)
@@ -135,6 +140,9 @@ class Additive(ErrorModel):
     def neg_log_likelihood(self, observed, predicted, params):
         return _normal_nll(observed, predicted, params["sd"] ** 2)
 
+    def linearised(self, observed, predicted, params):
+        return observed, predicted, params["sd"] ** 2 + 0.0 * predicted
+
 
 class Proportional(ErrorModel):
     def __init__(self, cv: float = 0.1):
@@ -143,6 +151,9 @@ class Proportional(ErrorModel):
     def neg_log_likelihood(self, observed, predicted, params):
         return _normal_nll(observed, predicted, (params["cv"] * predicted) ** 2)
 
+    def linearised(self, observed, predicted, params):
+        return observed, predicted, (params["cv"] * predicted) ** 2
+
 
 class Combined(ErrorModel):
     def __init__(self, sd: float = 0.1, cv: float = 0.1):
@@ -150,6 +161,9 @@ class Combined(ErrorModel):
 
     def neg_log_likelihood(self, observed, predicted, params):
         return _normal_nll(observed, predicted, params["sd"] ** 2 + (params["cv"] * predicted) ** 2)
+
+    def linearised(self, observed, predicted, params):
+        return observed, predicted, params["sd"] ** 2 + (params["cv"] * predicted) ** 2
 
 
 class LogNormalError(ErrorModel):
@@ -160,6 +174,11 @@ class LogNormalError(ErrorModel):
         log_y = jnp.log(jnp.maximum(observed, 1e-300))
         log_f = jnp.log(jnp.maximum(predicted, 1e-300))
         return _normal_nll(log_y, log_f, params["sd_log"] ** 2) + log_y
+
+    def linearised(self, observed, predicted, params):
+        log_y = jnp.log(jnp.maximum(observed, 1e-300))
+        log_f = jnp.log(jnp.maximum(predicted, 1e-300))
+        return log_y, log_f, params["sd_log"] ** 2 + 0.0 * log_f
 
 
 # -- the problem -----------------------------------------------------------------------------
@@ -319,7 +338,10 @@ class Problem(eqx.Module):
 
     def neg_log_likelihood(self, z: Array, subject: SubjectData, adjoint=None) -> Array:
         """-log L of the subject's observations (constants included); inf if the solve fails."""
-        predicted = self.predict(z, subject, adjoint)
+        return self.neg_log_likelihood_of(self.predict(z, subject, adjoint), z, subject)
+
+    def neg_log_likelihood_of(self, predicted: Array, z: Array, subject: SubjectData) -> Array:
+        """``neg_log_likelihood`` from predictions already made (``predict``)."""
         params = self.constrained(z)
         per_row = jnp.zeros_like(predicted)
         index = jnp.asarray(subject.variable_index)
@@ -330,6 +352,20 @@ class Problem(eqx.Module):
                                 per_row)
         total = jnp.sum(jnp.where(jnp.asarray(subject.mask), per_row, 0.0))
         return jnp.where(jnp.isfinite(total), total, jnp.inf)
+
+    def linearised(self, predicted: Array, z: Array, subject: SubjectData):
+        """(observations, predictions, residual variances) on the scale where each observation
+        model is normal (``ErrorModel.linearised``), for first-order approximations."""
+        params = self.constrained(z)
+        observed = jnp.asarray(subject.values)
+        index = jnp.asarray(subject.variable_index)
+        y, f, v = observed, predicted, jnp.ones_like(predicted)
+        for k, (variable, model) in enumerate(self.observations):
+            own = {p: params[f"error.{variable}.{p}"] for p in model.parameters}
+            yk, fk, vk = model.linearised(observed, predicted, own)
+            y, f, v = (jnp.where(index == k, yk, y), jnp.where(index == k, fk, f),
+                       jnp.where(index == k, vk, v))
+        return y, f, v
 
     def neg_log_prior(self, z: Array) -> Array:
         values = self.constrained(z)

@@ -1,0 +1,168 @@
+"""Population (FOCE) fits of the theophylline data against R nlme (fm3 and fm1, Pinheiro and
+Bates 2000), with the references stored in experiments/calibration/r_references/.
+
+nlme parameterises the one-compartment oral model by lKe, lKa and lCl (dose in mg/kg); vht's
+twin by ka, clearance and volume. With V = Cl/Ke, the fixed effects map as theta_ka = lKa,
+theta_cl = lCl, theta_v = lCl - lKe, and a random effect on lCl moves both clearance and
+volume (the design matrix says so).
+"""
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import calibration as cal
+from physiology_models.twins import oral_pk
+
+REFERENCES = Path(__file__).resolve().parents[1] / "experiments" / "calibration" / "r_references"
+
+
+def nlme_reference(fit: str) -> dict[str, float]:
+    table = pd.read_csv(REFERENCES / "theoph_nlme_fits.csv")
+    rows = table[table["fit"] == fit]
+    return dict(zip(rows["quantity"], rows["value"]))
+
+
+@pytest.fixture(scope="module")
+def records():
+    return cal.validate_records(cal.theoph_records(dose_per_kg=True))
+
+
+def theoph_problem() -> cal.Problem:
+    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
+    return cal.Problem(twin, [cal.FreeParameter(n) for n in
+                              ("drug.ka", "drug.clearance", "drug.volume")],
+                       {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
+                       time_unit="h", rtol=1e-7, atol=1e-9)
+
+
+def fm3_population() -> cal.PopulationProblem:
+    return cal.PopulationProblem(theoph_problem(), ["lKa", "lCl"],
+                                 design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+
+
+def fm3_outer(population, reference):
+    lke, lka, lcl = (reference[f"fixed.{k}"] for k in ("lKe", "lKa", "lCl"))
+    sds = jnp.asarray([reference["sd.lKa"], reference["sd.lCl"]])
+    return population.pack(jnp.asarray([lka, lcl, lcl - lke]), jnp.diag(sds**2),
+                           jnp.asarray([np.log(reference["sd.Residual"])]))
+
+
+@pytest.fixture(scope="module")
+def fm3(records):
+    return cal.fit_population(fm3_population(), records)
+
+
+def test_foce_likelihood_at_nlme_estimates(records, record_property):
+    """The objective apart from the optimiser: nlme's fm3 estimates in, its logLik out."""
+    population = fm3_population()
+    reference = nlme_reference("fm3")
+    value = cal.population_minus_2_log_likelihood(population, records,
+                                                  fm3_outer(population, reference))
+    record_property("foce_loglik_at_nlme_fm3", -0.5 * value)
+    assert abs(-0.5 * value - reference["logLik"]) < 0.01
+
+
+def test_foce_gradient_matches_finite_differences(records, record_property):
+    population = fm3_population()
+    outer = fm3_outer(population, nlme_reference("fm3")) + 0.05
+    value, gradient = cal.population_minus_2_log_likelihood(population, records, outer,
+                                                            gradient=True)
+    differences = []
+    for i in range(outer.size):
+        h = 1e-5
+        up = cal.population_minus_2_log_likelihood(population, records, outer.at[i].add(h))
+        down = cal.population_minus_2_log_likelihood(population, records, outer.at[i].add(-h))
+        differences.append((up - down) / (2 * h))
+    error = np.max(np.abs(np.asarray(gradient) - differences) / (1.0 + np.abs(differences)))
+    record_property("foce_gradient_vs_fd", error)
+    assert np.isfinite(value)
+    assert error < 1e-5
+
+
+def test_fm3_matches_nlme(fm3, record_property):
+    reference = nlme_reference("fm3")
+    theta = fm3.estimates
+    lka, lcl = theta["theta.drug.ka"], theta["theta.drug.clearance"]
+    lke = lcl - theta["theta.drug.volume"]
+    fixed_error = max(abs(lka - reference["fixed.lKa"]), abs(lcl - reference["fixed.lCl"]),
+                      abs(lke - reference["fixed.lKe"]))
+    sds = fm3.random_effect_sds()
+    sd_error = max(abs(sds["lKa"] / reference["sd.lKa"] - 1),
+                   abs(sds["lCl"] / reference["sd.lCl"] - 1))
+    residual = np.exp(theta["error.drug.concentration.sd"])
+    residual_error = abs(residual / reference["sd.Residual"] - 1)
+    loglik_error = abs(fm3.log_likelihood - reference["logLik"])
+    for name, value in [("fm3_fixed_max_abs_log_diff", fixed_error),
+                        ("fm3_random_sd_max_rel_diff", sd_error),
+                        ("fm3_residual_sd_rel_diff", residual_error),
+                        ("fm3_loglik_diff", loglik_error), ("fm3_seconds", fm3.seconds)]:
+        record_property(name, value)
+    assert fm3.eta_converged.all()
+    assert fixed_error < 0.03
+    assert sd_error < 0.05
+    assert residual_error < 0.02
+    assert loglik_error < 0.2
+    # -2 log L keeps every constant; NONMEM's OFV drops N_obs log(2 pi)
+    assert fm3.objective_function_value == pytest.approx(
+        fm3.minus_2_log_likelihood - 132 * np.log(2 * np.pi))
+
+
+def test_fm3_empirical_bayes_and_standard_errors(fm3, record_property):
+    reference = nlme_reference("fm3")
+    ranef = pd.read_csv(REFERENCES / "theoph_fm3_ranef.csv")
+    ranef["Subject"] = ranef["Subject"].astype(str)
+    ranef = ranef.set_index("Subject").loc[fm3.subjects]
+    eta_error = np.max(np.abs(fm3.eta - ranef[["lKa", "lCl"]].to_numpy()))
+    # SE of lKe = theta_cl - theta_v, a linear combination of the estimates
+    names = list(fm3.estimates)
+    weights_lke = np.zeros(len(names))
+    weights_lke[names.index("theta.drug.clearance")] = 1.0
+    weights_lke[names.index("theta.drug.volume")] = -1.0
+    se = {"lKa": fm3.standard_errors["theta.drug.ka"],
+          "lCl": fm3.standard_errors["theta.drug.clearance"],
+          "lKe": fm3.standard_error(weights_lke)}
+    se_error = max(abs(se[k] / reference[f"se.{k}"] - 1) for k in se)
+    record_property("fm3_ebe_max_abs_diff", eta_error)
+    record_property("fm3_se_max_rel_diff", se_error)
+    assert eta_error < 0.05
+    assert se_error < 0.15
+
+
+def test_fm1_full_covariance_matches_nlme(records, record_property):
+    """fm1: correlated random effects on lKe, lKa and lCl (V = Cl/Ke moves with both)."""
+    reference = nlme_reference("fm1")
+    population = cal.PopulationProblem(
+        theoph_problem(), ["lKe", "lKa", "lCl"],
+        design=[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 1.0]], covariance="full")
+    fit = cal.fit_population(population, records)
+    theta = fit.estimates
+    lka, lcl = theta["theta.drug.ka"], theta["theta.drug.clearance"]
+    lke = lcl - theta["theta.drug.volume"]
+    fixed_error = max(abs(lka - reference["fixed.lKa"]), abs(lcl - reference["fixed.lCl"]),
+                      abs(lke - reference["fixed.lKe"]))
+    sds = fit.random_effect_sds()
+    sd_error = max(abs(sds[k] / reference[f"sd.{k}"] - 1) for k in ("lKe", "lKa", "lCl"))
+    residual_error = abs(np.exp(theta["error.drug.concentration.sd"])
+                         / reference["sd.Residual"] - 1)
+    loglik_error = abs(fit.log_likelihood - reference["logLik"])
+    record_property("fm1_fixed_max_abs_log_diff", fixed_error)
+    record_property("fm1_random_sd_max_rel_diff", sd_error)
+    record_property("fm1_loglik_diff", loglik_error)
+    assert fixed_error < 0.03
+    assert sd_error < 0.05
+    assert residual_error < 0.02
+    assert loglik_error < 0.2
+
+
+def test_population_problem_errors():
+    problem = theoph_problem()
+    with pytest.raises(ValueError, match="name no free parameter"):
+        cal.PopulationProblem(problem, ["lKa"])
+    with pytest.raises(ValueError, match="design has shape"):
+        cal.PopulationProblem(problem, ["lKa"], design=[[1.0, 0.0]])
+    with pytest.raises(ValueError, match="covariance must be"):
+        cal.PopulationProblem(problem, ["drug.ka"], covariance="block")
