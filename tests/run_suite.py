@@ -3,7 +3,8 @@
 1. If OpenMPI is on this machine (``mpirun`` on PATH) and the ``mpi`` extra is missing, it is
    installed (with the pinned versions; ``CUDA_ROOT`` is set for mpi4jax's build when ``nvcc``
    is present). Without OpenMPI the MPI tests are skipped, and the summary says so.
-2. The main leg: ``pytest -n 2`` over tests/ (xdist), with ``--durations=25``.
+2. The main leg: ``pytest -n 2 --dist loadgroup`` over tests/ (xdist; tests that share an
+   expensive module fixture carry one ``xdist_group`` mark), with ``--durations=25``.
 3. The MPI leg: ``mpirun -n 2 python -m pytest tests/mpi``, one report per rank.
 4. A summary: counts per leg, skipped MPI tests, the measurements tests recorded
    (``record_property``), and the total wall time; ``.cache/reports/summary.json``.
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== main leg: pytest -n", args.workers, "===", flush=True)
     main_report = REPORTS / "main.xml"
     main_leg = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests", "-n", args.workers, "--durations=25",
+        [sys.executable, "-m", "pytest", "tests", "-n", args.workers, "--dist", "loadgroup",
+         "--durations=25",
          f"--junitxml={main_report}", "-o", "junit_family=xunit1", *args.pytest_args],
         cwd=ROOT, env=env)
 

@@ -9,6 +9,9 @@ import pytest
 import calibration as cal
 from physiology_models.twins import oral_pk
 
+# the tests share the cohort fixture: one xdist worker runs them all (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("theoph_cohort")
+
 REFERENCES = Path(__file__).resolve().parents[1] / "experiments" / "calibration" / "r_references"
 
 

@@ -27,6 +27,10 @@ SUBJECT_1 = cal.read_subject(RECORDS, "1", PROBLEM.observed, PROBLEM.dose_units,
                              PROBLEM.minutes_per_time_unit)
 
 
+# tests sharing this fixture run on one xdist worker (tests/run_suite.py uses --dist loadgroup)
+FIT_GROUP = pytest.mark.xdist_group("theoph_subject_1")
+
+
 @pytest.fixture(scope="module")
 def fit():
     return cal.fit_individual(PROBLEM, SUBJECT_1, starts=6, steps=60)
@@ -102,6 +106,7 @@ def test_gradient_agrees_with_finite_differences():
     np.testing.assert_allclose(gradient, central, rtol=1e-6)
 
 
+@FIT_GROUP
 def test_subject_fit_converges_from_every_start_to_the_least_squares_optimum(fit, record_property):
     """With an additive normal error the ML fit is least squares, as R's nlsList(SSfol)."""
     assert fit.converged and fit.starts_at_optimum >= 4
@@ -122,6 +127,7 @@ def test_subject_fit_converges_from_every_start_to_the_least_squares_optimum(fit
     assert "converged: True" in fit.report()
 
 
+@FIT_GROUP
 def test_laplace_samples_travel_in_the_twin_file(fit, tmp_path):
     path = fit.save(tmp_path / "subject1.h5", n_samples=400)
     twin = vht.load_twin(path)
@@ -145,6 +151,7 @@ def test_bioavailability_with_volume_and_clearance_is_flagged_and_its_profile_is
     assert np.ptp(values) < 1e-6 * abs(values.mean())
 
 
+@FIT_GROUP
 def test_subject_fit_matches_r_nlslist(fit):
     """R's nlsList(SSfol) for subject 1 (dose in mg/kg; stored with the script that made it)."""
     from pathlib import Path

@@ -83,6 +83,8 @@ def test_foce_gradient_matches_finite_differences(records, record_property):
     assert error < 1e-5
 
 
+# tests sharing the fm3 fit run on one xdist worker (tests/run_suite.py uses --dist loadgroup)
+@pytest.mark.xdist_group("theoph_fm3")
 def test_fm3_matches_nlme(fm3, record_property):
     reference = nlme_reference("fm3")
     theta = fm3.estimates
@@ -111,6 +113,7 @@ def test_fm3_matches_nlme(fm3, record_property):
         fm3.minus_2_log_likelihood - 132 * np.log(2 * np.pi))
 
 
+@pytest.mark.xdist_group("theoph_fm3")
 def test_fm3_empirical_bayes_and_standard_errors(fm3, record_property):
     reference = nlme_reference("fm3")
     ranef = pd.read_csv(REFERENCES / "theoph_fm3_ranef.csv")
