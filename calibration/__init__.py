@@ -12,7 +12,9 @@
 
 - population fits: ``PopulationProblem`` (random effects, design, diagonal or full
   covariance), ``fit_population`` (FOCE with interaction; standard errors, empirical Bayes
-  estimates; MPI ranks share subjects), ``population_minus_2_log_likelihood``.
+  estimates; MPI ranks share subjects), ``population_minus_2_log_likelihood``,
+  ``individual_posteriors`` (each subject's Laplace posterior with the population as prior);
+- synthetic cohorts: ``simulate_population`` (records and the truth behind them).
 """
 
 from ._cohort import CohortFit as CohortFit
@@ -22,9 +24,11 @@ from ._individual import IndividualFit as IndividualFit
 from ._individual import fit_individual as fit_individual
 from ._individual import minimise as minimise
 from ._individual import profile as profile
+from ._population import IndividualPosteriors as IndividualPosteriors
 from ._population import PopulationFit as PopulationFit
 from ._population import PopulationProblem as PopulationProblem
 from ._population import fit_population as fit_population
+from ._population import individual_posteriors as individual_posteriors
 from ._population import population_minus_2_log_likelihood as population_minus_2_log_likelihood
 from ._problem import Additive as Additive
 from ._problem import Bounded as Bounded
@@ -45,4 +49,5 @@ from ._records import read_subjects as read_subjects
 from ._records import stack_subjects as stack_subjects
 from ._records import subject_ids as subject_ids
 from ._records import validate_records as validate_records
+from ._synthetic import simulate_population as simulate_population
 from ._theoph import theoph_records as theoph_records

@@ -33,6 +33,7 @@ from jaxtyping import Array
 
 import vht
 
+from ._branch import branch_summary
 from ._problem import Problem
 from ._records import SubjectData
 
@@ -152,6 +153,7 @@ class IndividualFit:
             lines.append("the data do not determine " + ", ".join(self.unidentifiable) +
                          " separately (Fisher information nearly singular along them); fix one "
                          "or add data that separates them")
+        lines += branch_summary({k: np.asarray(v) for k, v in self.estimates.items()})
         return "\n".join(lines)
 
     def save(self, path: str | Path, n_samples: int = 1000, seed: int = 0) -> Path:

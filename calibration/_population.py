@@ -39,6 +39,7 @@ from jaxtyping import Array
 
 import vht
 
+from ._branch import branch_summary
 from ._problem import Problem
 from ._records import SubjectData, read_subjects, subject_ids
 
@@ -148,27 +149,32 @@ class PopulationProblem(eqx.Module):
         value = problem.neg_log_likelihood_of(predicted, z, subject) + 0.5 * u @ u
         return value, (f, weights)
 
-    def _gauss_newton_parts(self, eta: Array, outer: Array, subject: SubjectData):
-        """(c, gradient of c, Gauss-Newton Hessian J'WJ + Omega^-1) from one ODE solve carrying
-        one tangent per random effect."""
-        def pieces(e):
-            value, (f, _) = self._conditional(e, outer, subject)
-            return value, f
+    def _parts(self, eta: Array, outer: Array, subject: SubjectData):
+        """(c, its gradient in eta, J = df/deta, weights) from one ODE solve carrying one
+        tangent per random effect."""
+        (value, _, weights), (gradient, jac, _) = _value_and_jacobian(
+            lambda e: (lambda c, fw: (c, *fw))(*self._conditional(e, outer, subject)), eta)
+        return value, gradient, jac, weights
 
-        (value, _), (gradient, jac) = _value_and_jacobian(pieces, eta)
-        _, (_, weights) = self._conditional(jax.lax.stop_gradient(eta), outer, subject)
+    def _gauss_newton_parts(self, eta: Array, outer: Array, subject: SubjectData):
+        """(c, gradient of c, Gauss-Newton Hessian J'WJ + Omega^-1)."""
+        value, gradient, jac, weights = self._parts(eta, outer, subject)
+        return value, gradient, self._information(jac, weights, outer)
+
+    def _information(self, jac: Array, weights: Array, outer: Array) -> Array:
         _, chol, _ = self.unpack(outer)
         omega_inverse = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(self.q))
-        return value, gradient, jac.T @ (jac * weights[:, None]) + omega_inverse
+        return jac.T @ (jac * weights[:, None]) + omega_inverse
 
-    def _exact_derivatives(self, eta: Array, outer: Array, subject: SubjectData):
-        """(gradient of c in eta, exact Hessian in eta, mixed derivative d grad / d outer),
-        forward over forward mode."""
+    def _exact_derivatives(self, eta: Array, outer: Array, subject: SubjectData,
+                           mixed: bool = True):
+        """(gradient of c in eta, exact Hessian in eta, and with ``mixed`` the derivative of
+        that gradient in ``outer``), forward over forward mode."""
         def gradient_in_eta(x):
-            e, o = x[: self.q], x[self.q:]
+            e, o = x[: self.q], (x[self.q:] if mixed else outer)
             return jax.jacfwd(lambda e_: self._conditional(e_, o, subject)[0])(e)
 
-        x = jnp.concatenate([eta, outer])
+        x = jnp.concatenate([eta, outer]) if mixed else eta
         gradient, second = _value_and_jacobian(gradient_in_eta, x)
         return gradient, second[:, : self.q], second[:, self.q:]
 
@@ -183,7 +189,10 @@ class PopulationProblem(eqx.Module):
 
         def body(carry):
             eta, value, gradient, hessian, mu, i = carry
-            candidate = eta - jnp.linalg.solve(hessian + mu * jnp.eye(self.q), gradient)
+            step = jnp.linalg.solve(hessian + mu * jnp.eye(self.q), gradient)
+            # at most one unit of eta (a factor e on a log parameter) per step: a wild trial
+            # point makes a stiff solve, and in a vmapped batch every subject waits for it
+            candidate = eta - step / jnp.maximum(1.0, jnp.max(jnp.abs(step)))
             parts = self._gauss_newton_parts(candidate, outer, subject)
             better = jnp.isfinite(parts[0]) & (parts[0] <= value)
             eta, value, gradient, hessian = jax.tree.map(
@@ -197,10 +206,13 @@ class PopulationProblem(eqx.Module):
         eta = jax.lax.while_loop(keep_going, body, carry)[0]
 
         def newton(_, eta):
-            gradient, hessian, _ = self._exact_derivatives(eta, outer, subject)
+            gradient, hessian, _ = self._exact_derivatives(eta, outer, subject, mixed=False)
             step = jnp.linalg.solve(hessian, gradient)
-            # keep the Gauss-Newton point if the Hessian is not positive definite there
-            return jnp.where(jnp.all(jnp.isfinite(step)) & (gradient @ step > 0), eta - step, eta)
+            # keep the Gauss-Newton point if the Hessian is not positive definite there, or if
+            # the step is not small (then Gauss-Newton has not reached the mode's neighbourhood)
+            accept = (jnp.all(jnp.isfinite(step)) & (gradient @ step > 0)
+                      & (jnp.max(jnp.abs(step)) < 0.1))
+            return jnp.where(accept, eta - step, eta)
 
         eta = jax.lax.fori_loop(0, 2, newton, eta)
         gradient = self._gauss_newton_parts(eta, outer, subject)[1]
@@ -230,15 +242,8 @@ class PopulationProblem(eqx.Module):
         """(-2 log L_i with constants, eta_hat, converged) for one subject."""
         eta, converged = self.conditional_mode(outer, subject)
         _, chol, _ = self.unpack(outer)
-
-        def pieces(e):
-            value, (f, _) = self._conditional(e, outer, subject)
-            return value, f
-
-        (value, _), (_, jac) = _value_and_jacobian(pieces, eta)
-        _, (_, weights) = self._conditional(eta, outer, subject)
-        omega_inverse = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(self.q))
-        information = jac.T @ (jac * weights[:, None]) + omega_inverse
+        value, _, jac, weights = self._parts(eta, outer, subject)
+        information = self._information(jac, weights, outer)
         log_det_omega = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
         _, log_det_information = jnp.linalg.slogdet(information)
         return 2.0 * value + log_det_omega + log_det_information, eta, converged
@@ -248,6 +253,13 @@ class PopulationProblem(eqx.Module):
         values, _, _ = jax.vmap(self.subject_minus_2_log_likelihood, in_axes=(None, 0))(
             outer, subjects)
         return jnp.sum(values)
+
+    def conditional_posterior(self, outer: Array, subject: SubjectData):
+        """(eta_hat, its Laplace covariance H^-1 with H the exact Hessian of c, converged): the
+        subject's individual parameters given its data and the population as prior."""
+        eta, converged = self._search_mode(outer, subject, 100, 1e-8)
+        _, hessian, _ = self._exact_derivatives(eta, outer, subject, mixed=False)
+        return eta, jnp.linalg.inv(0.5 * (hessian + hessian.T)), converged
 
     def empirical_bayes(self, outer: Array, subjects: SubjectData):
         """Every subject's conditional mode eta_hat and whether its search converged."""
@@ -323,6 +335,24 @@ class PopulationFit:
         return pd.DataFrame({f.name: [float(r[f.name]) for r in rows] for f in problem.free},
                             index=self.subjects)
 
+    def individual_posteriors(self, records: pd.DataFrame) -> IndividualPosteriors:
+        """Each subject's Laplace posterior at the fitted population parameters (the
+        uncertainty around its empirical Bayes estimate), from the records that were fitted."""
+        return individual_posteriors(self.population, records, self.outer, self.subjects)
+
+    def plots(self, records: pd.DataFrame, directory, max_subjects: int = 16) -> list:
+        """Observed vs predicted (population and individual), individual fits on a grid and
+        residuals, as PNG files in ``directory`` (see ``calibration._plots``)."""
+        from ._plots import diagnostic_plots
+
+        outer = jnp.asarray(self.outer)
+        individual = jax.vmap(self.population.individual, in_axes=(None, 0))(
+            outer, jnp.asarray(self.eta))
+        typical = self.population.individual(outer, jnp.zeros(self.population.q))
+        return diagnostic_plots(self.population.problem, records, self.subjects,
+                                np.asarray(individual), directory, population_z=typical,
+                                max_subjects=max_subjects, title="population fit (FOCE)")
+
     def report(self) -> str:
         converged = int(np.sum(self.eta_converged))
         lines = ["population fit (FOCE with interaction)",
@@ -340,6 +370,8 @@ class PopulationFit:
             lines.append(f"{name:<48}{value:>14.6g}{errors[name]:>12.4g}")
         lines.append("random-effect SDs: " + ", ".join(
             f"{r} {s:.4g}" for r, s in self.random_effect_sds().items()))
+        individual = self.individual_estimates()
+        lines += branch_summary({k: individual[k].to_numpy() for k in individual})
         return "\n".join(lines)
 
 
@@ -354,6 +386,67 @@ def observed_information(gradient, outer: np.ndarray, step: float = 1e-4) -> np.
         columns.append((gradient(up) - gradient(down)) / (2 * h))
     hessian = np.stack(columns, axis=1)
     return 0.5 * (hessian + hessian.T)
+
+
+@dataclasses.dataclass
+class IndividualPosteriors:
+    """Each subject's parameters given its data, with the population as prior (Laplace):
+    unknowns z_i = theta + D eta_i with eta_i ~ N(eta_hat_i, C_i)."""
+
+    population: PopulationProblem
+    outer: np.ndarray
+    subjects: list[str]
+    eta: np.ndarray
+    covariance: np.ndarray
+    converged: np.ndarray
+
+    def _moments(self, name: str):
+        problem = self.population.problem
+        index = [f.name for f in problem.free].index(name)
+        row = np.asarray(self.population.design)[index]
+        mean = self.outer[index] + self.eta @ row
+        sd = np.sqrt(np.einsum("j,ijk,k->i", row, self.covariance, row))
+        return problem.free[index].transform, mean, sd
+
+    def intervals(self, level: float = 0.9) -> pd.DataFrame:
+        """Per subject and free parameter: the estimate (natural scale) and a ``level``
+        interval, formed on the unconstrained scale and transformed (transforms are
+        monotone, so positivity and bounds hold)."""
+        import scipy.stats
+
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        table = {}
+        for free in self.population.problem.free:
+            transform, mean, sd = self._moments(free.name)
+            for label, value in (("", mean), (".lower", mean - z * sd), (".upper", mean + z * sd)):
+                table[free.name + label] = np.asarray(transform.forward(jnp.asarray(value)))
+        return pd.DataFrame(table, index=self.subjects)
+
+    def samples(self, subject: str, n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+        """Laplace samples of one subject's free parameters (natural scale)."""
+        i = self.subjects.index(subject)
+        rng = np.random.default_rng(seed)
+        eta = rng.multivariate_normal(self.eta[i], self.covariance[i], size=n)
+        z = jax.vmap(self.population.individual, in_axes=(None, 0))(
+            jnp.asarray(self.outer), jnp.asarray(eta))
+        natural = jax.vmap(self.population.problem.constrained)(z)
+        return {f.name: np.asarray(natural[f.name]) for f in self.population.problem.free}
+
+
+def individual_posteriors(population: PopulationProblem, records: pd.DataFrame, outer: Array,
+                          subjects: list[str] | None = None) -> IndividualPosteriors:
+    """Every subject's conditional (Laplace) posterior at population parameters ``outer``:
+    a fit's estimates, or known values in a recovery study."""
+    subjects = subject_ids(records) if subjects is None else list(subjects)
+    batch = _batch(population, records, subjects)
+    eta, covariance, converged = _posteriors(population, batch, jnp.asarray(outer, dtype=float))
+    return IndividualPosteriors(population, np.asarray(outer, dtype=float), subjects,
+                                np.asarray(eta), np.asarray(covariance), np.asarray(converged))
+
+
+@eqx.filter_jit
+def _posteriors(population: PopulationProblem, batch: SubjectData, outer: Array):
+    return jax.vmap(population.conditional_posterior, in_axes=(None, 0))(outer, batch)
 
 
 def _batch(population: PopulationProblem, records: pd.DataFrame, subjects: list[str]):

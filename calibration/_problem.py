@@ -128,6 +128,13 @@ class ErrorModel(eqx.Module):
         """(y, f, variance) on the scale where the model is normal, for first-order (FOCE)
         approximations: the identity for normal models, logarithms for the log-normal one."""
 
+    def sample(self, key, predicted, params: Mapping[str, Array]) -> Array:
+        """Observations drawn around ``predicted`` (for synthetic data and predictive checks):
+        the linearised scale's normal noise, mapped back for the log-normal model."""
+        _, f, variance = self.linearised(predicted, predicted, params)
+        noisy = f + jnp.sqrt(variance) * jax.random.normal(key, jnp.shape(predicted))
+        return jnp.exp(noisy) if isinstance(self, LogNormalError) else noisy
+
 
 def _normal_nll(observed, predicted, variance):
     return 0.5 * (_LOG_2PI + jnp.log(variance) + (observed - predicted) ** 2 / variance)

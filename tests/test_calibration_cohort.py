@@ -15,7 +15,7 @@ pytestmark = pytest.mark.xdist_group("theoph_cohort")
 REFERENCES = Path(__file__).resolve().parents[1] / "experiments" / "calibration" / "r_references"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cohort():
     records = cal.validate_records(cal.theoph_records())
     problem = cal.Problem(oral_pk(), [cal.FreeParameter(n) for n in
@@ -54,4 +54,7 @@ def test_fits_are_on_the_canonical_branch_and_have_errors(cohort):
     assert np.all(ka > ke)
     assert np.all(np.isfinite(fit.standard_errors.to_numpy()))
     assert np.all(fit.standard_errors.to_numpy() > 0)
-    assert list(fit.table().columns)[-1] == "objective"
+    table = fit.table()
+    assert list(table.columns)[-2:] == ["drug.branch", "objective"]
+    assert (table["drug.branch"] == "ka > ke").all()
+    assert "12 of 12 on the canonical branch" in fit.report()

@@ -27,11 +27,13 @@ SUBJECT_1 = cal.read_subject(RECORDS, "1", PROBLEM.observed, PROBLEM.dose_units,
                              PROBLEM.minutes_per_time_unit)
 
 
-# tests sharing this fixture run on one xdist worker (tests/run_suite.py uses --dist loadgroup)
+# tests sharing this fixture run on one xdist worker (tests/run_suite.py uses --dist loadgroup);
+# the fixture is session-scoped so that tests of other modules run between them do not
+# tear it down
 FIT_GROUP = pytest.mark.xdist_group("theoph_subject_1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fit():
     return cal.fit_individual(PROBLEM, SUBJECT_1, starts=6, steps=60)
 

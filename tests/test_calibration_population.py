@@ -26,7 +26,7 @@ def nlme_reference(fit: str) -> dict[str, float]:
     return dict(zip(rows["quantity"], rows["value"]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def records():
     return cal.validate_records(cal.theoph_records(dose_per_kg=True))
 
@@ -51,7 +51,7 @@ def fm3_outer(population, reference):
                            jnp.asarray([np.log(reference["sd.Residual"])]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fm3(records):
     return cal.fit_population(fm3_population(), records)
 
@@ -169,3 +169,17 @@ def test_population_problem_errors():
         cal.PopulationProblem(problem, ["lKa"], design=[[1.0, 0.0]])
     with pytest.raises(ValueError, match="covariance must be"):
         cal.PopulationProblem(problem, ["drug.ka"], covariance="block")
+
+
+@pytest.mark.xdist_group("theoph_fm3")
+def test_fm3_diagnostic_plots(fm3, records, tmp_path):
+    import matplotlib.image
+
+    paths = fm3.plots(records, tmp_path)
+    assert [p.name for p in paths] == ["observed_vs_predicted.png", "individual_fits.png",
+                                       "residuals.png"]
+    for path in paths:
+        image = matplotlib.image.imread(path)[..., :3]
+        # not blank: a real share of the pixels differs from the white background
+        assert np.mean(np.any(image < 0.95, axis=-1)) > 0.01
+    assert "12 of 12 on the canonical branch" in fm3.report()

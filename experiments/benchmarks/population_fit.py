@@ -1,0 +1,155 @@
+"""Population fit benchmark: vht FOCE against R nlme, side by side on this machine.
+
+    python experiments/benchmarks/population_fit.py [--repetitions 20] [--synthetic 1000]
+
+The Theoph fm3 model (one compartment, first-order absorption; random effects on log ka and
+log CL; additive error) is fitted by R nlme (``Rscript``, median of ``--repetitions`` timed
+fits after a warm-up) and by vht: cold (first fit in the process, compilation included) and
+warm (median of further fits; the compiled program is reused). With ``--synthetic N`` the
+same comparison runs on N simulated subjects with the Theoph design. Writes
+``experiments/benchmarks/results/population_fit.json`` and ``population_fit.md`` (the table
+the docs include).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import calibration as cal  # noqa: E402
+from physiology_models.twins import oral_pk  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def fm3_population() -> cal.PopulationProblem:
+    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
+    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
+                                 ("drug.ka", "drug.clearance", "drug.volume")],
+                          {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
+                          time_unit="h", rtol=1e-7, atol=1e-9)
+    return cal.PopulationProblem(problem, ["lKa", "lCl"],
+                                 design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+
+
+def r_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Records (one dose per subject at time 0) as nlme's Subject, Time, conc, Dose."""
+    doses = records[~records["dose_amount"].isna()].set_index("subject")["dose_amount"]
+    obs = records[records["dose_amount"].isna()]
+    return pd.DataFrame({"Subject": obs["subject"].to_numpy(), "Time": obs["time"].to_numpy(),
+                         "conc": obs["value"].to_numpy(),
+                         "Dose": doses.loc[obs["subject"]].to_numpy()})
+
+
+def run_r(records: pd.DataFrame, repetitions: int) -> dict:
+    if shutil.which("Rscript") is None:
+        raise SystemExit("Rscript not found: apt-get install -y r-base-core r-cran-nlme")
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "data.csv", Path(tmp) / "out.json"
+        r_table(records).to_csv(data, index=False)
+        subprocess.run(["Rscript", str(HERE / "nlme_fm3.R"), str(data), str(repetitions),
+                        str(out)], check=True)
+        return json.loads(out.read_text())
+
+
+def run_vht(records: pd.DataFrame, repetitions: int) -> dict:
+    population = fm3_population()
+    started = time.perf_counter()
+    fit = cal.fit_population(population, records)
+    cold = time.perf_counter() - started
+    warm = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        fit = cal.fit_population(population, records)
+        warm.append(time.perf_counter() - started)
+    theta = fit.estimates
+    sds = fit.random_effect_sds()
+    return {"cold_seconds": cold, "median_seconds": float(np.median(warm)),
+            "repetitions": repetitions, "lKa": theta["theta.drug.ka"],
+            "lCl": theta["theta.drug.clearance"],
+            "lKe": theta["theta.drug.clearance"] - theta["theta.drug.volume"],
+            "sd_lKa": float(sds["lKa"]), "sd_lCl": float(sds["lCl"]),
+            "sd_residual": float(np.exp(theta["error.drug.concentration.sd"])),
+            "logLik": fit.log_likelihood, "optimiser_steps": len(fit.history)}
+
+
+def synthetic_records(n: int) -> pd.DataFrame:
+    """n subjects with Theoph's design and fm3's published estimates as the truth."""
+    population = fm3_population()
+    outer = population.pack(jnp.asarray([0.47, -3.23, -0.77]),
+                            jnp.diag(jnp.asarray([0.64, 0.17]) ** 2), jnp.log(jnp.asarray([0.7])))
+    times = [0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12, 24]
+    records, _ = cal.simulate_population(population, outer, times, 4.5, n_subjects=n, seed=7)
+    return records
+
+
+def compare(name: str, records: pd.DataFrame, repetitions: int) -> dict:
+    print(f"== {name}: R nlme ({repetitions} repetitions) ==", flush=True)
+    r = run_r(records, repetitions)
+    print(f"== {name}: vht ==", flush=True)
+    v = run_vht(records, max(1, min(repetitions, 5)))
+    keys = ("lKe", "lKa", "lCl")
+    return {"data": name, "subjects": int(records["subject"].nunique()), "R": r, "vht": v,
+            "max_fixed_effect_difference": max(abs(v[k] - r[k]) for k in keys),
+            "max_sd_relative_difference": max(abs(v[k] / r[k] - 1) for k in
+                                              ("sd_lKa", "sd_lCl", "sd_residual")),
+            "loglik_difference": v["logLik"] - r["logLik"],
+            "warm_time_ratio_vht_over_r": v["median_seconds"] / r["median_seconds"],
+            "cold_time_ratio_vht_over_r": v["cold_seconds"] / r["median_seconds"]}
+
+
+def markdown(rows: list[dict], machine: str) -> str:
+    lines = ["| data | subjects | R nlme median [s] | vht warm [s] | vht cold [s] | "
+             "warm ratio vht/R | cold ratio vht/R | max fixed-effect diff (log) | "
+             "max SD rel. diff | logLik vht - R |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['data']} | {row['subjects']} | {row['R']['median_seconds']:.3f} | "
+            f"{row['vht']['median_seconds']:.2f} | {row['vht']['cold_seconds']:.1f} | "
+            f"{row['warm_time_ratio_vht_over_r']:.1f} | {row['cold_time_ratio_vht_over_r']:.0f} | "
+            f"{row['max_fixed_effect_difference']:.4f} | "
+            f"{row['max_sd_relative_difference']:.4f} | {row['loglik_difference']:+.4f} |")
+    lines.append("")
+    lines.append(f"Measured on {machine}; a ratio above 1 means vht is slower.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="also compare on this many simulated subjects")
+    args = parser.parse_args()
+    rows = [compare("Theoph", cal.validate_records(cal.theoph_records(dose_per_kg=True)),
+                    args.repetitions)]
+    if args.synthetic:
+        rows.append(compare(f"synthetic ({args.synthetic})", synthetic_records(args.synthetic),
+                            max(1, args.repetitions // 10)))
+    machine = f"{platform.processor() or platform.machine()}, {jax.device_count()} JAX " \
+              f"device(s), {len(jax.devices('cpu'))} CPU device(s)"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "population_fit.json").write_text(json.dumps(
+        {"machine": machine, "rows": rows}, indent=2) + "\n")
+    table = markdown(rows, machine)
+    (RESULTS / "population_fit.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
