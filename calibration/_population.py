@@ -7,8 +7,10 @@ Model. Subject i's unknowns on the problem's unconstrained scale are
 diagonal or full (Cholesky factor with a log diagonal).
 
 Objective (first-order conditional estimation with interaction). For each subject the
-conditional mode ``eta_hat`` minimises ``-log p(y | eta) + eta' Omega^-1 eta / 2`` (Newton's
-method; the mode is differentiated implicitly, through the implicit function theorem). With
+conditional mode ``eta_hat`` minimises ``c(eta) = -log p(y | eta) + eta' Omega^-1 eta / 2``
+(damped Gauss-Newton with steps of at most one unit of eta, then exact Newton steps; the mode
+is differentiated implicitly, through the implicit function theorem with the exact Hessian of
+c, not through the iterations). With
 the predictions, observations and residual variances on the scale where the error model is
 normal (``ErrorModel.linearised``), ``J = d f / d eta`` at the mode and ``V`` the residual
 variances:
@@ -21,11 +23,17 @@ log-likelihood of the model linearised there (Lindstrom and Bates 1990, as R nlm
 ``-2 log L`` keeps every constant; the NONMEM-convention objective function value omits
 ``N_obs log(2 pi)``. Derivatives are forward mode throughout (``diffrax.ForwardMode``), so
 second derivatives of the ODE solution (inside ``J``'s derivative) are available.
+
+Fitting (``fit_population``): one compiled program returns -2 log L, its exact gradient and
+the empirical Bayes estimates; scipy's L-BFGS-B drives it; standard errors come from the
+observed information (central differences of the exact gradient). Each subject's Laplace
+posterior given the population (``individual_posteriors``) feeds what-if predictions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 
@@ -472,7 +480,8 @@ def population_minus_2_log_likelihood(population: PopulationProblem, records: pd
 def fit_population(population: PopulationProblem, records: pd.DataFrame,
                    subjects: list[str] | None = None, *, start: Array | None = None,
                    steps: int = 200, tolerance: float = 1e-6,
-                   distributed: bool = False) -> PopulationFit:
+                   distributed: bool = False, progress: bool | None = None
+                   ) -> PopulationFit:
     """FOCE maximum likelihood of ``records`` (every subject, or ``subjects``).
 
     One compiled program evaluates -2 log L, its exact gradient (forward mode, the conditional
@@ -487,8 +496,11 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     evaluates its own subjects and ``vht.distributed.sum_over_ranks`` adds the objectives and
     gradients inside the compiled program, so every rank takes the same optimiser steps.
     ``start``: the outer vector to start from (default ``population.initial()``).
+    ``progress``: a progress bar of optimiser steps with the current -2 log L on stderr (rank
+    0 only); by default shown when stderr is a terminal.
     """
     import scipy.optimize
+    from tqdm.auto import tqdm
 
     subjects = subject_ids(records) if subjects is None else list(subjects)
     if distributed:
@@ -515,14 +527,22 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     outer0 = np.asarray(population.initial() if start is None else start, dtype=float)
     history: list[float] = []
 
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(total=steps, desc="FOCE L-BFGS steps", unit="step",
+               disable=not progress or vht.distributed.rank() != 0)
+
     def callback(intermediate_result):  # scipy passes an OptimizeResult to this parameter name
         history.append(float(intermediate_result.fun))
+        bar.update(1)
+        bar.set_postfix_str(f"-2 log L {history[-1]:.4f}")
 
     started = time.perf_counter()
     result = scipy.optimize.minimize(
         value_and_gradient, outer0, jac=True, method="L-BFGS-B",
         callback=callback,
         options={"maxiter": steps, "gtol": tolerance, "ftol": 1e-14, "maxcor": 20})
+    bar.close()
     outer = np.asarray(result.x)
     value, gradient, eta, converged = (np.asarray(a) for a in evaluate(jnp.asarray(outer)))
     hessian = observed_information(lambda x: np.asarray(evaluate(jnp.asarray(x))[1]), outer)

@@ -43,7 +43,7 @@ def main(out: Path) -> None:
     # nlme's fm3 with lKe fixed), diagonal covariance
     population = cal.PopulationProblem(problem, ["lKa", "lCl"],
                                        design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    fit = cal.fit_population(population, records)
+    fit = cal.fit_population(population, records, progress=True)
     report = fit.report()
     print(report)
     (out / "population_report.txt").write_text(report + "\n")
