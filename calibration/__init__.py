@@ -1,7 +1,8 @@
 """Calibration of twins to patient data.
 
 - records: ``validate_records``, ``read_subject``, ``subject_ids`` (the records table, see
-  ``calibration._records``), ``theoph_records`` (a real data set);
+  ``calibration._records``), ``theoph_records`` (a real data set), ``theoph_problem`` and
+  ``theoph_population`` (R nlme's model of it);
 - problems: ``Problem``, ``FreeParameter``, transforms ``Log``, ``Bounded``, ``Identity``,
   priors ``Normal``, ``LogNormal``, observation models ``Additive``, ``Proportional``,
   ``Combined``, ``LogNormalError``;
@@ -50,4 +51,6 @@ from ._records import stack_subjects as stack_subjects
 from ._records import subject_ids as subject_ids
 from ._records import validate_records as validate_records
 from ._synthetic import simulate_population as simulate_population
+from ._theoph import theoph_population as theoph_population
+from ._theoph import theoph_problem as theoph_problem
 from ._theoph import theoph_records as theoph_records

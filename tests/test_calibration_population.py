@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 import calibration as cal
-from physiology_models.twins import oral_pk
 
 REFERENCES = Path(__file__).resolve().parents[1] / "experiments" / "calibration" / "r_references"
 
@@ -31,19 +30,6 @@ def records():
     return cal.validate_records(cal.theoph_records(dose_per_kg=True))
 
 
-def theoph_problem() -> cal.Problem:
-    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
-    return cal.Problem(twin, [cal.FreeParameter(n) for n in
-                              ("drug.ka", "drug.clearance", "drug.volume")],
-                       {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
-                       time_unit="h", rtol=1e-7, atol=1e-9)
-
-
-def fm3_population() -> cal.PopulationProblem:
-    return cal.PopulationProblem(theoph_problem(), ["lKa", "lCl"],
-                                 design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-
-
 def fm3_outer(population, reference):
     lke, lka, lcl = (reference[f"fixed.{k}"] for k in ("lKe", "lKa", "lCl"))
     sds = jnp.asarray([reference["sd.lKa"], reference["sd.lCl"]])
@@ -53,12 +39,12 @@ def fm3_outer(population, reference):
 
 @pytest.fixture(scope="session")
 def fm3(records):
-    return cal.fit_population(fm3_population(), records)
+    return cal.fit_population(cal.theoph_population(), records)
 
 
 def test_foce_likelihood_at_nlme_estimates(records, record_property):
     """The objective apart from the optimiser: nlme's fm3 estimates in, its logLik out."""
-    population = fm3_population()
+    population = cal.theoph_population()
     reference = nlme_reference("fm3")
     value = cal.population_minus_2_log_likelihood(population, records,
                                                   fm3_outer(population, reference))
@@ -67,7 +53,7 @@ def test_foce_likelihood_at_nlme_estimates(records, record_property):
 
 
 def test_foce_gradient_matches_finite_differences(records, record_property):
-    population = fm3_population()
+    population = cal.theoph_population()
     outer = fm3_outer(population, nlme_reference("fm3")) + 0.05
     value, gradient = cal.population_minus_2_log_likelihood(population, records, outer,
                                                             gradient=True)
@@ -83,31 +69,36 @@ def test_foce_gradient_matches_finite_differences(records, record_property):
     assert error < 1e-5
 
 
+def differences_from_nlme(fit, reference, effects) -> dict[str, float]:
+    """vht's estimates mapped to nlme's lKe, lKa, lCl, and their largest differences."""
+    theta = fit.estimates
+    lcl = theta["theta.drug.clearance"]
+    fixed = {"lKa": theta["theta.drug.ka"], "lCl": lcl, "lKe": lcl - theta["theta.drug.volume"]}
+    sds = fit.random_effect_sds()
+    return {
+        "fixed_max_abs_log_diff": max(abs(fixed[k] - reference[f"fixed.{k}"]) for k in fixed),
+        "random_sd_max_rel_diff": max(abs(sds[k] / reference[f"sd.{k}"] - 1) for k in effects),
+        "residual_sd_rel_diff": abs(np.exp(theta["error.drug.concentration.sd"])
+                                    / reference["sd.Residual"] - 1),
+        "loglik_diff": abs(fit.log_likelihood - reference["logLik"])}
+
+
+def assert_matches_nlme(fit, reference, effects, label, record_property):
+    errors = differences_from_nlme(fit, reference, effects)
+    for name, value in errors.items():
+        record_property(f"{label}_{name}", value)
+    record_property(f"{label}_seconds", fit.seconds)
+    assert fit.eta_converged.all()
+    assert errors["fixed_max_abs_log_diff"] < 0.03
+    assert errors["random_sd_max_rel_diff"] < 0.05
+    assert errors["residual_sd_rel_diff"] < 0.02
+    assert errors["loglik_diff"] < 0.2
+
+
 # tests sharing the fm3 fit run on one xdist worker (tests/run_suite.py uses --dist loadgroup)
 @pytest.mark.xdist_group("theoph_fm3")
 def test_fm3_matches_nlme(fm3, record_property):
-    reference = nlme_reference("fm3")
-    theta = fm3.estimates
-    lka, lcl = theta["theta.drug.ka"], theta["theta.drug.clearance"]
-    lke = lcl - theta["theta.drug.volume"]
-    fixed_error = max(abs(lka - reference["fixed.lKa"]), abs(lcl - reference["fixed.lCl"]),
-                      abs(lke - reference["fixed.lKe"]))
-    sds = fm3.random_effect_sds()
-    sd_error = max(abs(sds["lKa"] / reference["sd.lKa"] - 1),
-                   abs(sds["lCl"] / reference["sd.lCl"] - 1))
-    residual = np.exp(theta["error.drug.concentration.sd"])
-    residual_error = abs(residual / reference["sd.Residual"] - 1)
-    loglik_error = abs(fm3.log_likelihood - reference["logLik"])
-    for name, value in [("fm3_fixed_max_abs_log_diff", fixed_error),
-                        ("fm3_random_sd_max_rel_diff", sd_error),
-                        ("fm3_residual_sd_rel_diff", residual_error),
-                        ("fm3_loglik_diff", loglik_error), ("fm3_seconds", fm3.seconds)]:
-        record_property(name, value)
-    assert fm3.eta_converged.all()
-    assert fixed_error < 0.03
-    assert sd_error < 0.05
-    assert residual_error < 0.02
-    assert loglik_error < 0.2
+    assert_matches_nlme(fm3, nlme_reference("fm3"), ("lKa", "lCl"), "fm3", record_property)
     # -2 log L keeps every constant; NONMEM's OFV drops N_obs log(2 pi)
     assert fm3.objective_function_value == pytest.approx(
         fm3.minus_2_log_likelihood - 132 * np.log(2 * np.pi))
@@ -137,38 +128,22 @@ def test_fm3_empirical_bayes_and_standard_errors(fm3, record_property):
 
 def test_fm1_full_covariance_matches_nlme(records, record_property):
     """fm1: correlated random effects on lKe, lKa and lCl (V = Cl/Ke moves with both)."""
-    reference = nlme_reference("fm1")
-    population = cal.PopulationProblem(
-        theoph_problem(), ["lKe", "lKa", "lCl"],
-        design=[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 1.0]], covariance="full")
+    population = cal.theoph_population(("lKe", "lKa", "lCl"), covariance="full")
     fit = cal.fit_population(population, records)
-    theta = fit.estimates
-    lka, lcl = theta["theta.drug.ka"], theta["theta.drug.clearance"]
-    lke = lcl - theta["theta.drug.volume"]
-    fixed_error = max(abs(lka - reference["fixed.lKa"]), abs(lcl - reference["fixed.lCl"]),
-                      abs(lke - reference["fixed.lKe"]))
-    sds = fit.random_effect_sds()
-    sd_error = max(abs(sds[k] / reference[f"sd.{k}"] - 1) for k in ("lKe", "lKa", "lCl"))
-    residual_error = abs(np.exp(theta["error.drug.concentration.sd"])
-                         / reference["sd.Residual"] - 1)
-    loglik_error = abs(fit.log_likelihood - reference["logLik"])
-    record_property("fm1_fixed_max_abs_log_diff", fixed_error)
-    record_property("fm1_random_sd_max_rel_diff", sd_error)
-    record_property("fm1_loglik_diff", loglik_error)
-    assert fixed_error < 0.03
-    assert sd_error < 0.05
-    assert residual_error < 0.02
-    assert loglik_error < 0.2
+    assert_matches_nlme(fit, nlme_reference("fm1"), ("lKe", "lKa", "lCl"), "fm1",
+                        record_property)
 
 
 def test_population_problem_errors():
-    problem = theoph_problem()
+    problem = cal.theoph_problem()
     with pytest.raises(ValueError, match="name no free parameter"):
         cal.PopulationProblem(problem, ["lKa"])
     with pytest.raises(ValueError, match="design has shape"):
         cal.PopulationProblem(problem, ["lKa"], design=[[1.0, 0.0]])
     with pytest.raises(ValueError, match="covariance must be"):
         cal.PopulationProblem(problem, ["drug.ka"], covariance="block")
+    with pytest.raises(ValueError, match="not among"):
+        cal.theoph_population(("lV",))
 
 
 @pytest.mark.xdist_group("theoph_fm3")

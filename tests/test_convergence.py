@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 import pytest
-from shared import circulation_steady_state, two_compartment
+from common_twins import circulation_steady_state, two_compartment
 
 import vht
 

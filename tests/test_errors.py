@@ -8,7 +8,7 @@ import h5py
 import jax
 import jax.numpy as jnp
 import pytest
-from shared import one_compartment
+from common_twins import one_compartment
 
 import physiology_models.twins
 import vht

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import one_compartment
+from common_twins import one_compartment
 
 import vht
 from vht import State, parameter
@@ -76,7 +76,7 @@ def test_implausible_state_names_state_and_advice():
 
 
 def test_circulation_bleeding_dry_gives_its_advice():
-    from shared import circulation_steady_state
+    from common_twins import circulation_steady_state
 
     twin, steady = circulation_steady_state()
     bleed = vht.Scenario([vht.ParameterStep("circulation.hemorrhage_rate", 50.0)])  # mL/s

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import one_compartment, two_compartment
+from common_twins import one_compartment, two_compartment
 
 import vht
 import vht._simulate

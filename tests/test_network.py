@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import circulation_steady_state
+from common_twins import circulation_steady_state
 
 import vht
 from vht.network import Clearance, Compliance, Network, Resistance, SmoothValve

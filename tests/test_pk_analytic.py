@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import one_compartment, one_compartment_oral_concentration, two_compartment
+from common_twins import one_compartment, one_compartment_oral_concentration, two_compartment
 
 import vht
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import one_compartment
+from common_twins import one_compartment
 
 import vht
 

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from shared import circulation_steady_state, one_compartment
+from common_twins import circulation_steady_state, one_compartment
 
 import vht
 

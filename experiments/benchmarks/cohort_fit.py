@@ -22,21 +22,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import calibration as cal  # noqa: E402
-from physiology_models.twins import oral_pk  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def problem() -> cal.Problem:
-    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
-    return cal.Problem(twin, [cal.FreeParameter(n) for n in
-                              ("drug.ka", "drug.clearance", "drug.volume")],
-                       {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
-                       time_unit="h", rtol=1e-7, atol=1e-9)
-
-
 def measure(name: str, records) -> dict:
-    p = problem()
+    p = cal.theoph_problem()
     cohort = cal.fit_cohort(p, records, starts=3, spread=0.5, steps=50)
     z_loop, loop_seconds = cal.loop_fit(p, records, starts=3, spread=0.5, steps=50)
     agreement = float(np.max(np.abs(cohort.z - z_loop)))
@@ -54,8 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure("Theoph", cal.validate_records(cal.theoph_records(dose_per_kg=True)))]
     if args.synthetic:
-        population = cal.PopulationProblem(problem(), ["lKa", "lCl"],
-                                           design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        population = cal.theoph_population()
         outer = population.pack(jnp.asarray([0.47, -3.23, -0.77]),
                                 jnp.diag(jnp.asarray([0.64, 0.17]) ** 2),
                                 jnp.log(jnp.asarray([0.7])))

@@ -31,20 +31,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import calibration as cal  # noqa: E402
-from physiology_models.twins import oral_pk  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-
-
-def fm3_population() -> cal.PopulationProblem:
-    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
-    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
-                                 ("drug.ka", "drug.clearance", "drug.volume")],
-                          {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
-                          time_unit="h", rtol=1e-7, atol=1e-9)
-    return cal.PopulationProblem(problem, ["lKa", "lCl"],
-                                 design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
 
 
 def r_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +57,7 @@ def run_r(records: pd.DataFrame, repetitions: int) -> dict:
 
 
 def run_vht(records: pd.DataFrame, repetitions: int) -> dict:
-    population = fm3_population()
+    population = cal.theoph_population()
     started = time.perf_counter()
     fit = cal.fit_population(population, records)
     cold = time.perf_counter() - started
@@ -90,7 +79,7 @@ def run_vht(records: pd.DataFrame, repetitions: int) -> dict:
 
 def synthetic_records(n: int) -> pd.DataFrame:
     """n subjects with Theoph's design and fm3's published estimates as the truth."""
-    population = fm3_population()
+    population = cal.theoph_population()
     outer = population.pack(jnp.asarray([0.47, -3.23, -0.77]),
                             jnp.diag(jnp.asarray([0.64, 0.17]) ** 2), jnp.log(jnp.asarray([0.7])))
     times = [0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12, 24]

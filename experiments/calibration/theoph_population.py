@@ -20,18 +20,13 @@ import numpy as np  # noqa: E402
 
 import calibration as cal  # noqa: E402
 import vht  # noqa: E402
-from physiology_models.twins import oral_pk  # noqa: E402
 
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # doses in mg/kg as R's nlme examples use them (so clearance and volume are per kg)
     records = cal.validate_records(cal.theoph_records(dose_per_kg=True))
-    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
-    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
-                                 ("drug.ka", "drug.clearance", "drug.volume")],
-                          {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
-                          time_unit="h", rtol=1e-7, atol=1e-9)
+    problem = cal.theoph_problem()  # ka, CL, V free; additive error
 
     # 1. every subject on its own, in one compiled program
     cohort = cal.fit_cohort(problem, records, starts=3, spread=0.5, steps=50)
@@ -39,10 +34,9 @@ def main(out: Path) -> None:
     print(cohort.table().round(4).to_string())
     cohort.plots(records, out / "cohort")
 
-    # 2. the population: random effects on log ka and log CL (V = CL/ke moves with CL, as in
-    # nlme's fm3 with lKe fixed), diagonal covariance
-    population = cal.PopulationProblem(problem, ["lKa", "lCl"],
-                                       design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    # 2. the population, as nlme's fm3: random effects on log ka and log CL (V = CL/ke moves
+    # with CL), diagonal covariance
+    population = cal.theoph_population(("lKa", "lCl"))
     fit = cal.fit_population(population, records, progress=True)
     report = fit.report()
     print(report)

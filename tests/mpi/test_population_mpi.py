@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("mpi4jax", reason="the 'mpi' extra (mpi4py, mpi4jax) is not installed")
 
 import calibration as cal  # noqa: E402
-from physiology_models.twins import oral_pk  # noqa: E402
 from vht import distributed  # noqa: E402
 
 pytestmark = [pytest.mark.mpi, pytest.mark.skipif(
@@ -22,13 +21,7 @@ pytestmark = [pytest.mark.mpi, pytest.mark.skipif(
 
 def test_population_fit_split_over_ranks_matches_one_process(record_property):
     records = cal.validate_records(cal.theoph_records(dose_per_kg=True))
-    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
-    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
-                                 ("drug.ka", "drug.clearance", "drug.volume")],
-                          {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
-                          time_unit="h", rtol=1e-7, atol=1e-9)
-    population = cal.PopulationProblem(problem, ["lKa", "lCl"],
-                                       design=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    population = cal.theoph_population()
     split = cal.fit_population(population, records, distributed=True, tolerance=1e-8)
     whole = cal.fit_population(population, records, distributed=False, tolerance=1e-8)
     estimates = np.max(np.abs(split.outer - whole.outer) / np.maximum(np.abs(whole.outer), 1.0))
