@@ -11,6 +11,8 @@ The public API, in the order a user meets it:
 - scenarios: ``Scenario``, ``Bolus``, ``OralDose``, ``Infusion``, ``Meal``, ``ParameterStep``,
   ``Trigger``, ``stack``;
 - solving: ``simulate``, ``Solution``, ``Status``, ``steady_state``, ``SteadyState``;
+- ensembles: ``VirtualPopulation``, ``LogNormal``, ``Allometry``, ``AdultCovariates``,
+  ``Sweep``, ``run_sweep``, ``open_sweep``, ``SweepResult``;
 - results: ``to_dataset``, ``save_dataset``, ``load_dataset``, ``model_hash``,
   ``parameter_hash``;
 - twin files: ``builder``, ``save_twin``, ``load_twin``, ``load_posterior``;
@@ -30,6 +32,10 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from . import _distributed as distributed
 from . import network as network
 from ._diagram import twin_diagram as twin_diagram
+from ._ensemble import Sweep as Sweep
+from ._ensemble import SweepResult as SweepResult
+from ._ensemble import open_sweep as open_sweep
+from ._ensemble import run_sweep as run_sweep
 from ._hashing import model_hash as model_hash
 from ._hashing import organ_hashes as organ_hashes
 from ._hashing import parameter_hash as parameter_hash
@@ -69,3 +75,8 @@ from ._units import MINUTE as MINUTE
 from ._units import TIME_UNIT as TIME_UNIT
 from ._units import conversion_factor as conversion_factor
 from ._units import units as unit_registry
+from ._virtual_population import AbstractPopulation as AbstractPopulation
+from ._virtual_population import AdultCovariates as AdultCovariates
+from ._virtual_population import Allometry as Allometry
+from ._virtual_population import LogNormal as LogNormal
+from ._virtual_population import VirtualPopulation as VirtualPopulation
