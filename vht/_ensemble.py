@@ -7,7 +7,7 @@ The unit of work is a chunk of ``chunk_size`` members, fixed by the sweep:
   ``fold_in(PRNGKey(seed), i)``; the last chunk is padded with copies of the last member,
   computed and discarded (masked);
 - chunk ``c`` goes to MPI rank ``c % K`` (K ranks); a rank hands its chunks to its local
-  devices, one whole chunk per device (``jax.shard_map`` over a mesh of devices), so every
+  devices, one whole chunk per device (dispatched asynchronously, side by side), so every
   device runs the same per-chunk program on the same inputs whatever the decomposition.
   Results are therefore bitwise identical on 1 or 4 devices and on 1 or 2 ranks (tested);
 - inside a chunk the members are vmapped: adaptive steps run in lockstep, each member with its
@@ -41,7 +41,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
 
 from . import _distributed as distributed
 from ._ensemble_store import SweepStore, assemble, fault, status_counts
@@ -283,21 +282,11 @@ def _member(twin, population, arms, config, key, index, override_values, overrid
 
 
 @eqx.filter_jit
-def _run_chunks(dynamic, static, config, mesh, key, indices, override_values, override_mask):
-    """Chunks (D, C) spread one per device over ``mesh``; each device vmaps its chunk."""
-
-    def per_device(dynamic, key, indices, override_values, override_mask):
-        twin, population, arms = eqx.combine(dynamic, static)
-        run = jax.vmap(lambda i, v, m: _member(twin, population, arms, config, key, i, v, m))
-        out = run(indices[0], override_values[0], override_mask[0])
-        return jax.tree.map(lambda x: x[None], out)
-
-    chunked = PartitionSpec("chunk")
-    return jax.shard_map(
-        per_device, mesh=mesh,
-        in_specs=(PartitionSpec(), PartitionSpec(), chunked, chunked, chunked),
-        out_specs=chunked, check_vma=False,
-    )(dynamic, key, indices, override_values, override_mask)
+def _run_chunk(dynamic, static, config, key, indices, override_values, override_mask):
+    """One chunk: its C members vmapped. The same program for every chunk, device and rank."""
+    twin, population, arms = eqx.combine(dynamic, static)
+    run = jax.vmap(lambda i, v, m: _member(twin, population, arms, config, key, i, v, m))
+    return run(indices, override_values, override_mask)
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -306,9 +295,10 @@ def _run_chunks(dynamic, static, config, mesh, key, indices, override_values, ov
 class SweepResult:
     """Where a finished sweep lies and what it measured (also in its manifest)."""
 
-    def __init__(self, path: Path, manifest: dict):
+    def __init__(self, path: Path, manifest: dict, already_complete: bool = False):
         self.path = path
         self.manifest = manifest
+        self.already_complete = already_complete  # found finished; nothing was run
 
     def open(self):
         """The result as a lazily loaded ``xarray.Dataset``."""
@@ -358,12 +348,12 @@ def _config(sweep: Sweep) -> tuple:
             sweep.atol, sweep.max_steps, sweep.solver, states, signals)
 
 
-def _chunk_arrays(sweep: Sweep, chunk: int, out: Mapping[str, np.ndarray], device: int,
+def _chunk_arrays(sweep: Sweep, chunk: int, out: Mapping[str, np.ndarray],
                   layout: Mapping) -> dict[str, np.ndarray]:
     """The real members of ``chunk`` (padding dropped), keyed as the chunk file stores them."""
     indices = sweep.chunk_members(chunk)
     n_real = int(np.sum(chunk * sweep.chunk_size + np.arange(sweep.chunk_size) < sweep.members))
-    take = lambda x: np.asarray(x[device, :n_real])  # noqa: E731
+    take = lambda x: np.asarray(x[:n_real])  # noqa: E731
     arrays = {"member": indices[:n_real].astype(np.int64)}
     outputs = take(out["outputs"])  # (member, arm, time, output)
     for k, (name, _, _) in enumerate(layout["outputs"]):
@@ -389,6 +379,7 @@ def run_sweep(
     progress: bool = True,
     overwrite: bool = False,
     keep_parts: bool = False,
+    use_mpi: bool = True,
 ) -> SweepResult:
     """Run ``sweep`` into the HDF5 file ``output``, or finish it after an interruption.
 
@@ -402,19 +393,28 @@ def run_sweep(
         overwrite: discard results of a different sweep found at ``output`` (otherwise an
             error) and recompute this one from scratch.
         keep_parts: keep the per-chunk files after assembly (normally removed).
+        use_mpi: spread chunks over the MPI ranks (when mpi4py and mpi4jax are importable);
+            False runs every chunk in this process, as on one rank.
 
     Returns:
         A ``SweepResult`` (``.path``, ``.manifest``, ``.open()``).
     """
     started = _time.perf_counter()
-    rank, world = distributed.rank(), distributed.world_size()
+    if use_mpi:
+        rank, world = distributed.rank(), distributed.world_size()
+        total, largest, barrier = (distributed.sum_over_ranks, distributed.max_over_ranks,
+                                   distributed.barrier)
+    else:
+        rank, world = 0, 1
+        total = largest = lambda x: x  # noqa: E731
+        barrier = lambda: None  # noqa: E731
     store = SweepStore(output)
     sweep_hash = sweep.sweep_hash()
     local = jax.local_devices()
     n_devices = len(local) if devices is None else int(devices)
     if not 1 <= n_devices <= len(local):
         raise ValueError(f"devices={devices}: this process has {len(local)} local devices")
-    mesh = Mesh(np.array(local[:n_devices]), ("chunk",))
+    devices_used = local[:n_devices]
 
     # Every rank checks ownership before anyone writes, so that all of them refuse together.
     owner = store.recorded_hash()
@@ -422,31 +422,30 @@ def run_sweep(
         raise ValueError(f"{store.output} holds results of a different sweep (hash {owner}, "
                          f"this one {sweep_hash}): choose another output or pass "
                          "overwrite=True (--overwrite)")
-    distributed.barrier()
+    barrier()
     if rank == 0:
         if overwrite and owner is not None:
             store.remove_all()
         if not store.finished(sweep_hash):
             store.output.parent.mkdir(parents=True, exist_ok=True)
             store.claim(sweep_hash, sweep.describe())
-    distributed.barrier()
+    barrier()
     if store.finished(sweep_hash):
-        manifest = json.loads(store.manifest.read_text())
-        if rank == 0 and progress:
-            print(f"vht sweep: {store.output} is already complete (sweep {sweep_hash})")
-        return SweepResult(store.output, manifest)
+        return SweepResult(store.output, json.loads(store.manifest.read_text()),
+                           already_complete=True)
 
     layout = _layout(sweep)
     mine = [c for c in range(sweep.n_chunks) if c % world == rank]
     store.remove_stale_temporaries(mine)
     todo = [c for c in mine if not store.committed(c, sweep_hash)]
     groups = [todo[k:k + n_devices] for k in range(0, len(todo), n_devices)]
-    n_rounds = int(distributed.max_over_ranks(jnp.asarray(len(groups))))
-    done_before = int(distributed.sum_over_ranks(jnp.asarray(
+    n_rounds = int(largest(jnp.asarray(len(groups))))
+    done_before = int(total(jnp.asarray(
         sum(_members_in(sweep, c) for c in mine if c not in todo))))
 
     twin, population, arms = sweep.twin, sweep.population, tuple(sweep.arms.values())
     dynamic, static = eqx.partition((twin, population, arms), eqx.is_array)
+    dynamic_on = {device: jax.device_put(dynamic, device) for device in devices_used}
     config = _config(sweep)
     key = jax.random.PRNGKey(sweep.seed)
     bar = None
@@ -461,32 +460,32 @@ def run_sweep(
         group = groups[round_index] if round_index < len(groups) else []
         finished_members = 0
         if group:
-            # A short last group is filled with repeats of its last chunk (results discarded)
-            # so that every device runs the same program.
-            padded = group + [group[-1]] * (n_devices - len(group))
-            indices = np.stack([sweep.chunk_members(c) for c in padded])
-            overrides = [sweep._overrides_of(sweep.chunk_members(c)) for c in padded]
-            values = np.stack([o[0] for o in overrides])
-            masks = np.stack([o[1] for o in overrides])
+            padded = group
             for chunk in group:
                 store.log_start(chunk, rank)
-            out = _run_chunks(dynamic, static, config, mesh, key, jnp.asarray(indices),
-                              jnp.asarray(values), jnp.asarray(masks))
+            # One whole chunk per device, dispatched asynchronously so the devices run side
+            # by side; each runs the one per-chunk program, so a member's bits do not depend on
+            # how many devices (or ranks) share the sweep. (An SPMD-partitioned program over a
+            # mesh was measured to differ in the last bits from the unpartitioned one.)
+            pending = []
+            for device, chunk in zip(devices_used, padded):
+                values, mask = sweep._overrides_of(sweep.chunk_members(chunk))
+                inputs = jax.device_put((key, sweep.chunk_members(chunk), values, mask), device)
+                pending.append(_run_chunk(dynamic_on[device], static, config, *inputs))
             fault("compute")
-            out = jax.tree.map(np.asarray, out)
-            for device, chunk in enumerate(group):
-                store.write_chunk(chunk, sweep_hash, _chunk_arrays(sweep, chunk, out, device,
-                                                                   layout))
+            for chunk, out in zip(group, pending):
+                out = jax.tree.map(np.asarray, out)
+                store.write_chunk(chunk, sweep_hash, _chunk_arrays(sweep, chunk, out, layout))
                 computed.append(chunk)
                 finished_members += _members_in(sweep, chunk)
-        finished_members = int(distributed.sum_over_ranks(jnp.asarray(finished_members)))
+        finished_members = int(total(jnp.asarray(finished_members)))
         if bar is not None:
             bar.update(finished_members)
     if bar is not None:
         bar.close()
-    distributed.barrier()
+    barrier()
 
-    computed_all = int(distributed.sum_over_ranks(jnp.asarray(len(computed))))
+    computed_all = int(total(jnp.asarray(len(computed))))
     manifest = None
     if rank == 0:
         attrs = provenance(sweep.twin, seed=sweep.seed)
@@ -515,7 +514,7 @@ def run_sweep(
             import shutil
 
             shutil.rmtree(store.parts, ignore_errors=True)
-    distributed.barrier()
+    barrier()
     if manifest is None:
         manifest = json.loads(store.manifest.read_text())
     return SweepResult(store.output, manifest)

@@ -1,6 +1,8 @@
 """The ``vht`` command.
 
     vht run EXPERIMENT [ARGS...]   run an experiment file or module (its main(argv))
+    vht sweep EXPERIMENT           run (or resume) an ensemble sweep: the file's sweep()
+                                   returns a vht.Sweep; the same under mpirun -n K / srun
     vht info                       versions, devices, MPI
     vht inspect FILE               summarise a twin file or a results file
 
@@ -17,8 +19,9 @@ import sys
 from pathlib import Path
 
 
-def _load_experiment(target: str):
-    """An experiment is a Python file or an importable module with a ``main(argv)``."""
+def _load_experiment(target: str, entry: str = "main"):
+    """An experiment is a Python file or an importable module with a ``main(argv)`` (or, for
+    ``vht sweep``, a ``sweep()``)."""
     path = Path(target)
     if path.suffix == ".py":
         if not path.is_file():
@@ -33,8 +36,9 @@ def _load_experiment(target: str):
             module = importlib.import_module(target)
         except ImportError as error:
             raise SystemExit(f"vht run: cannot import experiment {target!r}: {error}") from None
-    if not callable(getattr(module, "main", None)):
-        raise SystemExit(f"vht run: {target} defines no main(argv) function")
+    if not callable(getattr(module, entry, None)):
+        signature = "main(argv)" if entry == "main" else f"{entry}()"
+        raise SystemExit(f"vht: {target} defines no {signature} function")
     return module
 
 
@@ -42,6 +46,35 @@ def _run(args) -> int:
     module = _load_experiment(args.experiment)
     result = module.main(list(args.args))
     return int(result or 0)
+
+
+def _sweep(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import vht
+    from vht import distributed
+
+    module = _load_experiment(args.experiment, entry="sweep")
+    sweep = module.sweep()
+    if not isinstance(sweep, vht.Sweep):
+        raise SystemExit(f"vht sweep: {args.experiment}'s sweep() returned "
+                         f"{type(sweep).__name__}, not a vht.Sweep")
+    output = args.output or str(Path("results") / "sweeps" / f"{Path(args.experiment).stem}.h5")
+    result = vht.run_sweep(sweep, output, devices=args.devices, progress=not args.no_progress,
+                           overwrite=args.overwrite, keep_parts=args.keep_parts,
+                           use_mpi=not args.no_mpi)
+    if result.already_complete and (distributed.rank() == 0 or args.no_mpi):
+        print(f"vht sweep: {result.path} is already complete (sweep "
+              f"{result.manifest['sweep_hash']}); nothing to do")
+    elif distributed.rank() == 0 or args.no_mpi:
+        manifest = result.manifest
+        print(f"vht sweep: {manifest['members']} members x {len(manifest['arms'])} arms -> "
+              f"{result.path}")
+        print(f"  status: {json.dumps(manifest['status_counts'])}; acceptance rate "
+              f"{manifest['acceptance_rate']:.3f}; chunks computed by this run: "
+              f"{manifest['chunks_computed_by_this_run']} of {manifest['n_chunks']}")
+    return 0
 
 
 def _info(args) -> int:
@@ -105,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", help="path to a .py file, or a module name")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the experiment")
     run.set_defaults(handler=_run)
+    sweep = sub.add_parser(
+        "sweep", help="run or resume an ensemble sweep",
+        description="Run an ensemble sweep defined by an experiment file whose sweep() returns "
+        "a vht.Sweep. Run the same command again after an interruption to finish it; run it "
+        "under mpirun -n K (or srun) to spread chunks over ranks. Example: "
+        "vht sweep experiments/ensembles/virtual_trial.py --output results/trial.h5")
+    sweep.add_argument("experiment", help="path to a .py file, or a module name")
+    sweep.add_argument("--output", help="result file (default results/sweeps/<name>.h5)")
+    sweep.add_argument("--devices", type=int, default=None,
+                       help="local devices to use (default all)")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="discard results of a different sweep at the output")
+    sweep.add_argument("--keep-parts", action="store_true",
+                       help="keep the per-chunk files after assembly")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--no-mpi", action="store_true",
+                       help="run every chunk in this process even if MPI is available")
+    sweep.set_defaults(handler=_sweep)
     info = sub.add_parser("info", help="versions, devices and MPI status",
                           description="Print the versions of vht and its numerical stack, the "
                           "JAX devices, and whether MPI is available.")

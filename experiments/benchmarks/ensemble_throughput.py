@@ -1,0 +1,759 @@
+"""Ensemble throughput benchmark: vht.run_sweep against scipy, libroadrunner and simglucose.
+
+    python -m experiments.benchmarks.ensemble_throughput [--members 10000] [--quick]
+
+Two models, each over a 24 h scenario saved every 5 min (289 save times), float64, every
+implementation at rtol = atol = 1e-8:
+
+- A: UVA/Padova T1D (``UVAPadovaT1D``, adolescent#001, simglucose's one-minute sample-and-hold
+  clock), three meals with boluses (45 g at 07:00, 72 g at 12:00, 83 g at 19:00, bolus grams /
+  CR; the day of tests/test_uva_padova.py and experiments/glucose/), population log-normal
+  (CV 10 %) on kabs, kmax and Vmx;
+- B: the beat-averaged circulation with baroreflex (``twins.mean_flow_circulation``, 24 states,
+  stiff), a bleed of 0.5 mL/s for 20 min at 06:00 and systemic resistance x 1.3 from 12:00 to
+  18:00 (a vasoconstrictor infusion, as its effect), population on lv_elastance_max,
+  systemic_venous_compliance and blood_volume. The whole-body twin is not used: re-expressing
+  its PBPK, fluids and glucose organs for libroadrunner did not fit this benchmark's budget.
+
+Implementations: vht (``vht.Sweep`` + ``vht.run_sweep``, warm: compiled by a one-chunk sweep
+first; cold: that first sweep), in a fresh subprocess per run so that its peak resident memory
+is its own; ``scipy.integrate.solve_ivp`` (LSODA) on a sample of members, libroadrunner (CVODE)
+on a sample, simglucose 0.2.11 (model A) on 2-3 member-days; the peers' equations are in
+``ensemble_models.py`` and are checked against ``twin.rates`` before anything is timed. Each
+peer's largest relative deviation from vht (same members, every output and save time) is
+reported. Throughput against N (fresh process per N, peak RSS) and against MPI ranks
+(``mpirun -n 2``) for model A. Writes results/ensemble_throughput.json, .md and .png.
+
+Solver efficiency: right-hand-side evaluations per second inside the solver over the rate of
+bare right-hand-side evaluations, ``jax.jit(jax.vmap(twin.replace(p).rates))`` on a batch of
+one chunk of states. vht's evaluations are counted from ``n_steps`` of the result file: Tsit5
+(model A) makes 6 evaluations per step (7 stages, first same as last); Kvaerno3 (model B) at
+least 3 per step (3 implicit stages, one Newton iteration each; Jacobians not counted), so
+model B's figure is a lower bound. Segment starts (initial step size, first stage) are not
+counted either. scipy's count is ``nfev`` (Jacobian evaluations by differences included).
+libroadrunner does not report its evaluations.
+
+Internal: ``--worker`` runs one sweep (used by the parent, under mpirun for ranks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import ensemble_models as em
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ROOT = HERE.parents[1]
+PYTHON = sys.executable
+
+RTOL = ATOL = 1e-8
+TS = np.arange(0.0, 1440.0 + 1e-9, 5.0)  # 289 save times (minutes)
+MEALS = ((420, 45.0), (720, 72.0), (1140, 83.0))  # as tests/test_uva_padova.py
+PATIENT = "adolescent#001"
+B_STEPS = {"hemorrhage_rate": [(360.0, 380.0, 0.5)],
+           "systemic_resistance": [(720.0, 1080.0, 0.94 * 1.3)]}
+POPULATIONS = {
+    "A": {"patient.kabs": 0.1, "patient.kmax": 0.1, "patient.Vmx": 0.1},
+    "B": {"circulation.lv_elastance_max": 0.1, "circulation.systemic_venous_compliance": 0.1,
+          "circulation.blood_volume": 0.1},
+}
+OUTPUTS = {"A": ("patient.glucose", "patient.subcutaneous_glucose", "patient.plasma_insulin"),
+           "B": em.B_OUTPUTS}
+TITLES = {"A": "UVA/Padova T1D (18 states, 1440 clock ticks), three-meal day",
+          "B": "beat-averaged circulation + baroreflex (24 states, stiff), bleed + pressor"}
+EVALS_PER_STEP = {"A": 6, "B": 3}
+GOALS = {"libroadrunner": 10.0, "scipy": 100.0, "simglucose": 10_000.0}
+
+
+# -- the vht side -------------------------------------------------------------------------------
+
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def vht_setup(model: str) -> dict:
+    """Twin, scenario, population and outputs of model A or B."""
+    _jax()
+    import vht
+
+    if model == "A":
+        from physiology_models.glucose_insulin import uva_padova as uva
+
+        twin = vht.Twin({"patient": uva.UVAPadovaT1D.from_patient(PATIENT)})
+        scenario = uva.day_scenario(MEALS, uva.quest(PATIENT)["CR"], name="three meals")
+    else:
+        from physiology_models import twins
+
+        twin = twins.mean_flow_circulation()
+        scenario = vht.Scenario(
+            [vht.ParameterStep(f"circulation.{name}", value, time=start, duration=end - start)
+             for name, steps in B_STEPS.items() for start, end, value in steps],
+            name="bleed and pressor")
+    base = twin.parameters()
+    population = vht.VirtualPopulation(
+        {name: vht.LogNormal(float(base[name]), cv=cv) for name, cv in POPULATIONS[model].items()})
+    return {"twin": twin, "scenario": scenario, "population": population,
+            "outputs": OUTPUTS[model]}
+
+
+def make_sweep(setup: dict, members: int, chunk_size: int, name: str):
+    import vht
+
+    return vht.Sweep(setup["twin"], setup["population"], {"day": setup["scenario"]},
+                     members=members, chunk_size=chunk_size, ts=TS, outputs=setup["outputs"],
+                     rtol=RTOL, atol=ATOL, max_steps=100_000, seed=0, name=name)
+
+
+def _fallback_sweep(setup: dict):
+    """A function (members, chunk_size, path) running the members of ``run_sweep`` (same keys,
+    first draw: the population has no plausibility filter), run as
+    ``jax.jit(jax.vmap(vht.simulate))`` chunk by chunk, results to ``path`` (.npz). Used where
+    run_sweep fails (see the report's notes)."""
+    jax = _jax()
+    import jax.numpy as jnp
+
+    import vht
+
+    twin, scenario, population = setup["twin"], setup["scenario"], setup["population"]
+    names = population.parameter_names()
+    key = jax.random.PRNGKey(0)
+
+    def one(index):
+        sampled, _ = population.draw(jax.random.fold_in(jax.random.fold_in(key, index), 0))
+        solution = vht.simulate(twin.replace(sampled), scenario, ts=jnp.asarray(TS), rtol=RTOL,
+                                atol=ATOL, max_steps=100_000, throw=False)
+        outputs = jnp.stack([solution[o] for o in setup["outputs"]], axis=-1)
+        return outputs, solution.status, solution.n_steps, jnp.stack([sampled[n] for n in names])
+
+    run = jax.jit(jax.vmap(one))
+
+    def sweep(members: int, chunk_size: int, path: Path) -> None:
+        parts = []
+        for start in range(0, members, chunk_size):
+            indices = np.minimum(np.arange(start, start + chunk_size), members - 1)
+            parts.append(jax.tree.map(np.asarray, run(jnp.asarray(indices))))
+        outputs, status, steps, params = (np.concatenate(x)[:members] for x in zip(*parts))
+        np.savez(path, outputs=outputs, status=status, n_steps=steps, parameters=params,
+                 names=np.array(names), output_names=np.array(setup["outputs"]))
+
+    return sweep
+
+
+def worker(args) -> None:
+    """One sweep in this process: warm-up (one chunk per rank: compilation), then the timed
+    sweep of ``--members``; rank 0 writes a JSON summary to ``--result``."""
+    _jax()
+    import vht
+    from vht import _distributed as distributed
+
+    setup = vht_setup(args.model)
+    rank, world = distributed.rank(), distributed.world_size()
+    chunk = min(args.chunk_size, args.members)
+    out = Path(args.output)
+    summary = {"model": args.model, "members": args.members, "chunk_size": chunk,
+               "ranks": world, "runner": "vht.run_sweep", "error": None}
+    started = time.perf_counter()
+    try:
+        vht.run_sweep(make_sweep(setup, chunk * world, chunk, "warm-up"),
+                      out.with_name(out.stem + "_warmup.h5"), progress=False, overwrite=True)
+        summary["cold_seconds"] = time.perf_counter() - started
+        summary["cold_members"] = chunk * world
+        started = time.perf_counter()
+        result = vht.run_sweep(make_sweep(setup, args.members, chunk, "benchmark"), out,
+                               progress=False, overwrite=True)
+        summary["warm_seconds"] = time.perf_counter() - started
+        summary["status_counts"] = result.manifest.get("status_counts")
+        summary["path"] = str(out)
+    except Exception as error:  # noqa: BLE001 - recorded, then the fallback runs
+        if world > 1:
+            raise
+        summary["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        summary["runner"] = "jax.jit(jax.vmap(vht.simulate)) (run_sweep failed)"
+        npz = out.with_suffix(".npz")
+        fallback = _fallback_sweep(setup)
+        started = time.perf_counter()
+        fallback(chunk, chunk, npz)
+        summary["cold_seconds"] = time.perf_counter() - started
+        summary["cold_members"] = chunk
+        started = time.perf_counter()
+        fallback(args.members, chunk, npz)
+        summary["warm_seconds"] = time.perf_counter() - started
+        status = np.load(npz)["status"]
+        summary["status_counts"] = {"ok": int(np.sum(status == 0)),
+                                    "failed": int(np.sum(status != 0))}
+        summary["path"] = str(npz)
+    summary["members_per_second"] = args.members / summary["warm_seconds"]
+    summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss = distributed.sum_over_ranks(np.asarray(summary["peak_rss_mib"])) if world > 1 else \
+        summary["peak_rss_mib"]
+    summary["peak_rss_mib_all_ranks"] = float(rss)
+    if rank == 0:
+        Path(args.result).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def run_worker(model: str, members: int, chunk_size: int, workdir: Path, ranks: int = 1,
+               timeout: float | None = None) -> dict:
+    """A worker in a fresh process (under ``mpirun -n ranks`` for ranks > 1)."""
+    tag = f"{model}_{members}_{ranks}"
+    result = workdir / f"{tag}.json"
+    command = [PYTHON, "-m", "experiments.benchmarks.ensemble_throughput", "--worker",
+               "--model", model, "--members", str(members), "--chunk-size", str(chunk_size),
+               "--output", str(workdir / f"{tag}.h5"), "--result", str(result)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if ranks > 1:
+        mpirun = shutil.which("mpirun")
+        if mpirun is None:
+            return {"error": "mpirun not found"}
+        command = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", str(ranks)] + command
+        env.pop("VHT_DISABLE_MPI", None)
+    else:
+        env["VHT_DISABLE_MPI"] = "1"
+    print(f"  worker: model {model}, N = {members}, ranks = {ranks}", flush=True)
+    try:
+        completed = subprocess.run(command, cwd=ROOT, env=env, timeout=timeout,
+                                   capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if completed.returncode != 0 or not result.exists():
+        tail = (completed.stderr or completed.stdout)[-1500:]
+        return {"error": f"worker failed (exit {completed.returncode}): {tail}"}
+    summary = json.loads(result.read_text())
+    print(f"    {summary['members_per_second']:.2f} members/s, warm {summary['warm_seconds']:.1f}"
+          f" s, cold {summary['cold_seconds']:.1f} s, peak RSS "
+          f"{summary['peak_rss_mib']:.0f} MiB ({summary['runner']})", flush=True)
+    return summary
+
+
+def load_vht(summary: dict, model: str, sample: int) -> dict:
+    """Parameters and outputs of the first ``sample`` members, n_steps of all of them."""
+    path = Path(summary["path"])
+    names = list(POPULATIONS[model])
+    if path.suffix == ".npz":
+        data = np.load(path)
+        return {"parameters": {n: data["parameters"][:sample, k] for k, n in enumerate(names)},
+                "outputs": {o: data["outputs"][:sample, :, k]
+                            for k, o in enumerate(OUTPUTS[model])},
+                "n_steps": data["n_steps"], "status": data["status"]}
+    import vht
+
+    ds = vht.open_sweep(path)
+    try:
+        return {"parameters": {n: ds[f"parameter:{n}"].values[:sample] for n in names},
+                "outputs": {o: ds[o].values[:sample, 0, :] for o in OUTPUTS[model]},
+                "n_steps": ds["n_steps"].values[:, 0], "status": ds["status"].values[:, 0]}
+    finally:
+        ds.close()
+
+
+def bare_rhs_rate(model: str, batch: int, seconds: float = 2.0) -> float:
+    """Right-hand-side evaluations per second of jit(vmap(twin.replace(p).rates)) on a batch of
+    ``batch`` members (the vector width inside a chunk), states near the initial state."""
+    jax = _jax()
+    import jax.numpy as jnp
+
+    setup = vht_setup(model)
+    twin = setup["twin"]
+    names = list(POPULATIONS[model])
+    rng = np.random.default_rng(1)
+    base = twin.parameters()
+    params = {n: jnp.asarray(float(base[n]) * np.exp(0.1 * rng.standard_normal(batch)))
+              for n in names}
+    y0 = np.asarray(twin.initial_state())
+    ys = jnp.asarray(y0 * (1.0 + 0.01 * rng.standard_normal((batch, y0.size))))
+    t = jnp.asarray(rng.uniform(0.0, 1440.0, batch))
+    f = jax.jit(jax.vmap(lambda p, t, y: twin.replace(p).rates(t, y)))
+    jax.block_until_ready(f(params, t, ys))
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        ys = ys + 1e-9 * f(params, t, ys)  # dependent calls: nothing is elided
+        calls += 1
+    jax.block_until_ready(ys)
+    return calls * batch / (time.perf_counter() - started)
+
+
+# -- the peers ----------------------------------------------------------------------------------
+
+def member_dicts(model: str, vht_members: dict, k: int):
+    """Peer parameter dicts of member k: the base values with the sampled ones replaced."""
+    sampled = {n.split(".", 1)[1]: float(v[k]) for n, v in vht_members["parameters"].items()}
+    if model == "A":
+        from physiology_models.glucose_insulin import uva_padova as uva
+
+        p = uva.patient_parameters(PATIENT)
+        p.update(sampled)
+        return p
+    setup_params = _base_b()
+    c = dict(setup_params["c"])
+    c.update(sampled)
+    return c, setup_params["r"]
+
+
+def _base_b():
+    from physiology_models import twins
+
+    parameters = twins.mean_flow_circulation().parameters()
+    return {"c": {k.split(".", 1)[1]: float(v) for k, v in parameters.items()
+                  if k.startswith("circulation.")},
+            "r": {k.split(".", 1)[1]: float(v) for k, v in parameters.items()
+                  if k.startswith("reflex.")}}
+
+
+def _uva_day():
+    from physiology_models.glucose_insulin import uva_padova as uva
+
+    return em.uva_actions(MEALS, uva.quest(PATIENT)["CR"], uva.basal_insulin_rate(PATIENT))
+
+
+def relative_deviation(peer: dict, reference: dict, k: int) -> float:
+    worst = 0.0
+    for name, values in peer.items():
+        ref = reference[name][k]
+        worst = max(worst, float(np.max(np.abs(np.asarray(values) - ref)
+                                        / np.maximum(np.abs(ref), 1e-12))))
+    return worst
+
+
+def run_scipy(model: str, vht_members: dict, sample: int, method: str = "LSODA",
+              every_minute: bool = False) -> dict:
+    cho, insulin = _uva_day() if model == "A" else (None, None)
+    seconds, nfev, deviation = 0.0, 0, 0.0
+    for k in range(sample):
+        started = time.perf_counter()
+        if model == "A":
+            outputs, _, n = em.solve_uva(member_dicts(model, vht_members, k), cho, insulin, TS,
+                                         rtol=RTOL, atol=ATOL, method=method,
+                                         every_minute=every_minute)
+            outputs = {f"patient.{name}": v for name, v in outputs.items()}
+        else:
+            c, r = member_dicts(model, vht_members, k)
+            outputs, _, n = em.solve_circulation(c, r, B_STEPS, TS, rtol=RTOL, atol=ATOL,
+                                                 method=method)
+        seconds += time.perf_counter() - started
+        nfev += n
+        deviation = max(deviation, relative_deviation(outputs, vht_members["outputs"], k))
+    return {"members": sample, "seconds": seconds, "members_per_second": sample / seconds,
+            "rhs_evaluations": nfev, "max_relative_deviation": deviation,
+            "method": method + (", restarted every minute (simglucose's scheme)" if every_minute
+                                else ", restarted where the held action changes" if model == "A"
+                                else ", restarted at the scenario's step edges")}
+
+
+def run_roadrunner(model: str, vht_members: dict, sample: int) -> dict:
+    try:
+        import roadrunner
+    except ImportError:
+        return {"missing": "libroadrunner is not installed: pip install libroadrunner antimony"}
+    try:
+        import antimony
+    except ImportError:
+        return {"missing": "antimony is not installed: pip install antimony"}
+    if model == "A":
+        from physiology_models.glucose_insulin import uva_padova as uva
+
+        cho, insulin = _uva_day()
+        text = em.uva_antimony(uva.patient_parameters(PATIENT), cho, insulin)
+        selections = ["time", "glucose", "subcutaneous_glucose", "plasma_insulin"]
+    else:
+        base = _base_b()
+        text = em.circulation_antimony(base["c"], base["r"], B_STEPS)
+        selections = ["time", "mean_arterial_pressure", "cardiac_output", "heart_rate"]
+    antimony.clearPreviousLoads()
+    if antimony.loadAntimonyString(text) < 0:
+        raise RuntimeError(antimony.getLastError())
+    sbml = antimony.getSBMLString(antimony.getMainModuleName())
+    rr = roadrunner.RoadRunner(sbml)
+    rr.timeCourseSelections = selections
+    rr.integrator.relative_tolerance = RTOL
+    rr.integrator.absolute_tolerance = ATOL
+    rr.integrator.stiff = model == "B"
+    rr.integrator.maximum_num_steps = 100_000
+    seconds, deviation = 0.0, 0.0
+    for k in range(sample):
+        started = time.perf_counter()
+        rr.resetAll()
+        if model == "A":
+            for name, value in member_dicts(model, vht_members, k).items():
+                rr[f"p_{name}"] = value
+        else:
+            c, r = member_dicts(model, vht_members, k)
+            for name in POPULATIONS["B"]:
+                short = name.split(".", 1)[1]
+                rr[f"c_{short}"] = c[short]
+            for name, value in zip(em.CIRCULATION_STATES + em.REFLEX_STATES,
+                                   em.circulation_initial_state(c, r)):
+                rr[name] = value
+        result = rr.simulate(0.0, float(TS[-1]), TS.size)
+        seconds += time.perf_counter() - started
+        prefix = "patient." if model == "A" else "circulation."
+        outputs = {prefix + name: np.asarray(result[:, j + 1])
+                   for j, name in enumerate(selections[1:])}
+        deviation = max(deviation, relative_deviation(outputs, vht_members["outputs"], k))
+    return {"members": sample, "seconds": seconds, "members_per_second": sample / seconds,
+            "max_relative_deviation": deviation, "version": roadrunner.__version__,
+            "method": f"CVODE ({'BDF' if model == 'B' else 'Adams'}), scenario as SBML events"}
+
+
+def run_simglucose(vht_members: dict, sample: int) -> dict:
+    try:
+        import pandas as pd
+        from scipy.integrate import ode
+        from simglucose.patient.t1dpatient import Action, T1DPatient
+    except ImportError:
+        return {"missing": "simglucose is not installed: pip install simglucose==0.2.11"}
+    from importlib import metadata, resources
+
+    from physiology_models.glucose_insulin import uva_padova as uva
+
+    with resources.files("simglucose").joinpath("params", "vpatient_params.csv").open() as f:
+        table = pd.read_csv(f)
+    row = table.loc[table.Name == PATIENT].squeeze()
+    carb_ratio = uva.quest(PATIENT)["CR"]
+    announced = dict(MEALS)
+    seconds, deviation = 0.0, 0.0
+    for k in range(sample):
+        params = row.copy()
+        for name, values in vht_members["parameters"].items():
+            params[name.split(".", 1)[1]] = float(values[k])
+        started = time.perf_counter()
+        patient = T1DPatient(params)
+        # simglucose's own scheme (dopri5 restarted every minute) at this benchmark's tolerances
+        # instead of its defaults (rtol 1e-6, atol 1e-12).
+        patient._odesolver = ode(patient.model).set_integrator("dopri5", rtol=RTOL, atol=ATOL)
+        patient._odesolver.set_initial_value(patient.init_state, patient.t0)
+        basal = params.u2ss * params.BW / 6000.0
+        states = []
+        for minute in range(int(TS[-1]) + 1):
+            if minute % 5 == 0:
+                states.append(np.array(patient.state, dtype=float))
+            if minute == int(TS[-1]):
+                break
+            grams = announced.get(minute, 0.0)
+            patient.step(Action(CHO=grams, insulin=basal + (grams / carb_ratio if grams > 0
+                                                             else 0.0)))
+        seconds += time.perf_counter() - started
+        x = np.array(states)
+        outputs = {"patient.glucose": x[:, 3] / params.Vg,
+                   "patient.subcutaneous_glucose": x[:, 12] / params.Vg,
+                   "patient.plasma_insulin": x[:, 5] / params.Vi}
+        deviation = max(deviation, relative_deviation(outputs, vht_members["outputs"], k))
+    return {"members": sample, "seconds": seconds, "members_per_second": sample / seconds,
+            "max_relative_deviation": deviation, "version": metadata.version("simglucose"),
+            "method": "T1DPatient.step per minute, dopri5 at rtol = atol = 1e-8"}
+
+
+def check_peers_against_vht() -> dict:
+    """Largest relative difference of the peers' right-hand sides from twin.rates at random
+    states (model A: the 13 continuous states; model B: all 24)."""
+    jax = _jax()
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    out = {}
+    setup = vht_setup("A")
+    twin = setup["twin"]
+    from physiology_models.glucose_insulin import uva_padova as uva
+
+    p = uva.patient_parameters(PATIENT)
+    y0 = np.asarray(twin.initial_state())
+    worst = 0.0
+    for _ in range(20):
+        y = y0 * (1.0 + 0.3 * rng.standard_normal(y0.size))
+        y[:3] = rng.uniform(0.0, 3e4, 3)
+        y[13], y[14], y[16], y[17] = rng.uniform(0, 5e4), rng.uniform(0, 50), 5.0, 0.05
+        a = np.asarray(twin.rates(0.0, jnp.asarray(y)))[:13]
+        b = em.uva_rhs(0.0, y[:13], p, (y[16], y[17], y[13], y[14]))
+        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-12))))
+    out["A"] = worst
+    twin = vht_setup("B")["twin"]
+    base = _base_b()
+    c, r = base["c"], base["r"]
+    y0 = em.circulation_initial_state(c, r)
+    ref = em.circulation_reference(r)
+    worst = float(np.max(np.abs(y0 - np.asarray(twin.initial_state()))))
+    for _ in range(20):
+        y = y0 * (1.0 + 0.05 * rng.standard_normal(y0.size))
+        a = np.asarray(twin.rates(0.0, jnp.asarray(y)))
+        b = em.circulation_rhs(0.0, y, c, r, ref, 0.0, c["systemic_resistance"])
+        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-9))))
+    out["B"] = worst
+    del jax
+    return out
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def machine() -> str:
+    jax = _jax()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPU cores, {jax.device_count()} JAX device(s), " \
+           f"jax {jax.__version__}, Python {platform.python_version()}"
+
+
+def _fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    if report["quick"]:
+        lines += ["**Quick run** (`--quick`: N = 200, few peer members): indicative only.", ""]
+    lines += [f"24 h scenarios saved every 5 min (289 times), float64, rtol = atol = "
+              f"{RTOL:g} everywhere. vht: `vht.run_sweep` as it is today (vmapped diffrax, "
+              "members in lockstep within a chunk); the fast batch-major integrator of a later "
+              "issue is not in yet.", ""]
+    for model in ("A", "B"):
+        m = report["models"][model]
+        v = m["vht"]
+        lines += [f"**Model {model}: {TITLES[model]}**", "",
+                  "| implementation | members timed | members/s | vht / peer | goal | "
+                  "max rel. deviation from vht | RHS evals/s | solver efficiency |",
+                  "|---|---|---|---|---|---|---|---|"]
+        if "error" in v and "members_per_second" not in v:
+            lines.append(f"| vht | - | failed: {v['error'][:200]} | | | | | |")
+            lines.append("")
+            continue
+        lines.append(f"| vht ({v['runner']}, chunk {v['chunk_size']}) | {v['members']:,} | "
+                     f"{_fmt(v['members_per_second'])} (cold {v['cold_seconds']:.0f} s) | 1 | "
+                     "| 0 | "
+                     f"{_fmt(v.get('rhs_evaluations_per_second'))} | "
+                     f"{_fmt(v.get('solver_efficiency'))} |")
+        for name, peer in m["peers"].items():
+            if "missing" in peer or "error" in peer:
+                lines.append(f"| {name} | - | {peer.get('missing') or peer.get('error')} "
+                             "| | | | | |")
+                continue
+            goal = GOALS.get(name.split(" ")[0])
+            verdict = ""
+            if goal:
+                met = peer["ratio_vht_over_peer"] >= goal
+                verdict = f">= {_fmt(goal)} {'met' if met else 'not met'}"
+            lines.append(
+                f"| {name}: {peer['method']} | {peer['members']} | "
+                f"{_fmt(peer['members_per_second'])} | {_fmt(peer['ratio_vht_over_peer'])} | "
+                f"{verdict} | "
+                f"{peer['max_relative_deviation']:.1e} | "
+                f"{_fmt(peer.get('rhs_evaluations_per_second'))} | "
+                f"{_fmt(peer.get('solver_efficiency'))} |")
+        lines += ["", f"Bare vmapped right-hand side: {_fmt(m['bare_rhs_per_second'])} "
+                  f"evaluations/s (batch {m['bare_rhs_batch']}).", ""]
+        if v.get("error"):
+            lines += [f"Note: `run_sweep` failed on this model ({v['error'][:160]}); vht was "
+                      "timed as `jax.jit(jax.vmap(vht.simulate))` over the same members, "
+                      "chunk by chunk.", ""]
+    scan = report.get("scan", [])
+    if scan:
+        lines += ["**vht throughput against N** (model A, fresh process per N)", "",
+                  "| N | members/s | warm wall [s] | cold first chunk [s] | peak RSS [MiB] |",
+                  "|---|---|---|---|---|"]
+        for row in scan:
+            if "members_per_second" in row:
+                lines.append(f"| {row['members']:,} | {_fmt(row['members_per_second'])} | "
+                             f"{row['warm_seconds']:.1f} | {row['cold_seconds']:.1f} | "
+                             f"{row['peak_rss_mib']:.0f} |")
+            else:
+                lines.append(f"| {row['members']:,} | {row.get('skipped') or row.get('error')} "
+                             "| | | |")
+        lines.append("")
+    ranks = report.get("ranks", [])
+    if ranks:
+        lines += ["**vht against MPI ranks** (model A)", "",
+                  "| ranks | N | members/s | warm wall [s] | peak RSS, all ranks [MiB] |",
+                  "|---|---|---|---|---|"]
+        for row in ranks:
+            if "members_per_second" in row:
+                lines.append(f"| {row['ranks']} | {row['members']:,} | "
+                             f"{_fmt(row['members_per_second'])} | {row['warm_seconds']:.1f} | "
+                             f"{row['peak_rss_mib_all_ranks']:.0f} |")
+            else:
+                lines.append(f"| {row.get('ranks')} | | {row.get('error', '')[:200]} | | |")
+        lines.append("")
+    lines.append(f"Measured on {report['machine']}. Peers' members/s from the members timed "
+                 "(a loop, one member after another); vht's from the whole sweep (N / wall "
+                 "time of run_sweep, compiled beforehand).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.get("scan", []) if "members_per_second" in r]
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    n = [r["members"] for r in rows]
+    axes[0].loglog(n, [r["members_per_second"] for r in rows], "o-", label="vht, 1 rank")
+    for r in report.get("ranks", []):
+        if "members_per_second" in r and r["ranks"] > 1:
+            axes[0].loglog([r["members"]], [r["members_per_second"]], "s",
+                           label=f"vht, {r['ranks']} ranks")
+    for k, (name, peer) in enumerate(report["models"]["A"]["peers"].items()):
+        if "members_per_second" in peer:
+            axes[0].axhline(peer["members_per_second"], ls="--", lw=1, color=f"C{k + 2}",
+                            label=f"{name} (loop)")
+    axes[0].set_xlabel("members N")
+    axes[0].set_ylabel("members per second")
+    axes[0].set_title("model A: throughput")
+    axes[0].legend(fontsize=7)
+    axes[1].semilogx(n, [r["peak_rss_mib"] for r in rows], "o-")
+    axes[1].set_xlabel("members N")
+    axes[1].set_ylabel("peak resident memory [MiB]")
+    axes[1].set_title("model A: peak RSS of the process")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=None,
+                        help="N for the vht sweeps (default 10000; 200 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="N = 200, scan N up to 100, fewer peer members")
+    parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--scan-limit", type=float, default=600.0,
+                        help="skip a scan N whose estimated time exceeds this (s)")
+    parser.add_argument("--no-scan", action="store_true")
+    parser.add_argument("--no-ranks", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=("A", "B"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    members = args.members or (200 if args.quick else 10_000)
+    if args.quick:
+        samples = {"scipy": 5, "libroadrunner": 20, "simglucose": 2, "scipy per minute": 1}
+        scan_n = [n for n in (1, 10, 100) if n < members] + [members]
+    else:
+        samples = {"scipy": 20, "libroadrunner": 100, "simglucose": 3, "scipy per minute": 3}
+        scan_n = sorted({1, 10, 100, 1000, 10_000, 100_000, members})
+    rank_members = members if args.quick else min(members, 2000)
+    report = {"quick": args.quick, "members": members, "rtol": RTOL, "atol": ATOL,
+              "save_times": TS.size, "machine": machine(), "chunk_size": args.chunk_size,
+              "peer_samples": samples, "models": {}}
+    print("checking the peers' right-hand sides against twin.rates", flush=True)
+    report["peer_rhs_max_relative_difference"] = check_peers_against_vht()
+    print(f"  {report['peer_rhs_max_relative_difference']}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="vht_ensemble_bench_"))
+    try:
+        for model in ("A", "B"):
+            print(f"== model {model}: {TITLES[model]} ==", flush=True)
+            v = run_worker(model, members, args.chunk_size, workdir)
+            entry = {"title": TITLES[model], "vht": v, "peers": {}}
+            report["models"][model] = entry
+            if "members_per_second" not in v:
+                print(f"  vht failed: {v.get('error')}", flush=True)
+                continue
+            batch = min(args.chunk_size, members)
+            entry["bare_rhs_batch"] = batch
+            entry["bare_rhs_per_second"] = bare_rhs_rate(model, batch)
+            sample = max(samples.values())
+            vm = load_vht(v, model, min(sample, members))
+            ok = vm["status"] == 0
+            evals = EVALS_PER_STEP[model] * float(np.sum(vm["n_steps"][ok]))
+            v["rhs_evaluations"] = evals
+            v["rhs_evaluations_note"] = (f"{EVALS_PER_STEP[model]} x n_steps summed over "
+                                         "members" + (" (lower bound)" if model == "B" else ""))
+            v["rhs_evaluations_per_second"] = evals / v["warm_seconds"]
+            v["solver_efficiency"] = v["rhs_evaluations_per_second"] / entry[
+                "bare_rhs_per_second"]
+            v["mean_steps_per_member"] = float(np.mean(vm["n_steps"][ok]))
+            peers = entry["peers"]
+            k = min(samples["scipy"], members)
+            print(f"  scipy LSODA, {k} members", flush=True)
+            peers["scipy"] = run_scipy(model, vm, k)
+            if model == "A":
+                k = min(samples["scipy per minute"], members)
+                print(f"  scipy LSODA restarted every minute, {k} members", flush=True)
+                peers["scipy (per-minute restarts)"] = run_scipy(model, vm, k, every_minute=True)
+            k = min(samples["libroadrunner"], members)
+            print(f"  libroadrunner, {k} members", flush=True)
+            peers["libroadrunner"] = run_roadrunner(model, vm, k)
+            if model == "A":
+                k = min(samples["simglucose"], members)
+                print(f"  simglucose, {k} members", flush=True)
+                peers["simglucose"] = run_simglucose(vm, k)
+            for name, peer in peers.items():
+                if "members_per_second" in peer:
+                    peer["ratio_vht_over_peer"] = v["members_per_second"] / peer[
+                        "members_per_second"]
+                if "rhs_evaluations" in peer:
+                    peer["rhs_evaluations_per_second"] = peer["rhs_evaluations"] / peer[
+                        "seconds"]
+                    peer["solver_efficiency"] = peer["rhs_evaluations_per_second"] / entry[
+                        "bare_rhs_per_second"]
+                print(f"    {name}: {json.dumps(peer)}", flush=True)
+        if not args.no_scan:
+            print("== throughput against N (model A) ==", flush=True)
+            main_a = report["models"]["A"]["vht"]
+            rate = main_a.get("members_per_second")
+            scan = []
+            for n in scan_n:
+                estimate = n / rate if rate else None
+                if estimate is not None and estimate > args.scan_limit and n != members:
+                    scan.append({"members": n, "skipped": f"skipped: estimated "
+                                 f"{estimate / 60:.0f} min at {rate:.1f} members/s, over the "
+                                 f"{args.scan_limit / 60:.0f} min limit"})
+                    print(f"  N = {n}: {scan[-1]['skipped']}", flush=True)
+                    continue
+                row = main_a if n == members else run_worker("A", n, args.chunk_size, workdir)
+                scan.append(dict(row, members=n))
+            report["scan"] = scan
+        if not args.no_ranks:
+            print("== throughput against ranks (model A) ==", flush=True)
+            report["ranks"] = []
+            for ranks in (1, 2):
+                if ranks == 1 and rank_members == members:
+                    row = report["models"]["A"]["vht"]
+                else:
+                    row = run_worker("A", rank_members, args.chunk_size, workdir, ranks=ranks)
+                report["ranks"].append(dict(row, ranks=ranks, members=rank_members))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ensemble_throughput.json").write_text(json.dumps(report, indent=2,
+                                                                 default=float) + "\n")
+    table = markdown(report)
+    (RESULTS / "ensemble_throughput.md").write_text(table)
+    plot(report, RESULTS / "ensemble_throughput.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
