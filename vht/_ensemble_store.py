@@ -60,15 +60,8 @@ def fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -82,11 +75,11 @@ def _temporary(path: Path) -> Path:
 
 def _commit(temporary: Path, path: Path, point: str | None = None) -> None:
     """Make ``temporary`` durable, then rename it to ``path`` (atomic)."""
-    _fsync_file(temporary)
+    _fsync(temporary)
     if point is not None:
         fault(point)
     os.replace(temporary, path)
-    _fsync_directory(path.parent)
+    _fsync(path.parent)
 
 
 class SweepStore:

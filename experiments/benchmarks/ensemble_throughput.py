@@ -121,41 +121,6 @@ def make_sweep(setup: dict, members: int, chunk_size: int, name: str):
                      rtol=RTOL, atol=ATOL, max_steps=100_000, seed=0, name=name)
 
 
-def _fallback_sweep(setup: dict):
-    """A function (members, chunk_size, path) running the members of ``run_sweep`` (same keys,
-    first draw: the population has no plausibility filter), run as
-    ``jax.jit(jax.vmap(vht.simulate))`` chunk by chunk, results to ``path`` (.npz). Used where
-    run_sweep fails (see the report's notes)."""
-    jax = _jax()
-    import jax.numpy as jnp
-
-    import vht
-
-    twin, scenario, population = setup["twin"], setup["scenario"], setup["population"]
-    names = population.parameter_names()
-    key = jax.random.PRNGKey(0)
-
-    def one(index):
-        sampled, _ = population.draw(jax.random.fold_in(jax.random.fold_in(key, index), 0))
-        solution = vht.simulate(twin.replace(sampled), scenario, ts=jnp.asarray(TS), rtol=RTOL,
-                                atol=ATOL, max_steps=100_000, throw=False)
-        outputs = jnp.stack([solution[o] for o in setup["outputs"]], axis=-1)
-        return outputs, solution.status, solution.n_steps, jnp.stack([sampled[n] for n in names])
-
-    run = jax.jit(jax.vmap(one))
-
-    def sweep(members: int, chunk_size: int, path: Path) -> None:
-        parts = []
-        for start in range(0, members, chunk_size):
-            indices = np.minimum(np.arange(start, start + chunk_size), members - 1)
-            parts.append(jax.tree.map(np.asarray, run(jnp.asarray(indices))))
-        outputs, status, steps, params = (np.concatenate(x)[:members] for x in zip(*parts))
-        np.savez(path, outputs=outputs, status=status, n_steps=steps, parameters=params,
-                 names=np.array(names), output_names=np.array(setup["outputs"]))
-
-    return sweep
-
-
 def worker(args) -> None:
     """One sweep in this process: warm-up (one chunk per rank: compilation), then the timed
     sweep of ``--members``; rank 0 writes a JSON summary to ``--result``."""
@@ -168,37 +133,18 @@ def worker(args) -> None:
     chunk = min(args.chunk_size, args.members)
     out = Path(args.output)
     summary = {"model": args.model, "members": args.members, "chunk_size": chunk,
-               "ranks": world, "runner": "vht.run_sweep", "error": None}
+               "ranks": world, "runner": "vht.run_sweep"}
     started = time.perf_counter()
-    try:
-        vht.run_sweep(make_sweep(setup, chunk * world, chunk, "warm-up"),
-                      out.with_name(out.stem + "_warmup.h5"), progress=False, overwrite=True)
-        summary["cold_seconds"] = time.perf_counter() - started
-        summary["cold_members"] = chunk * world
-        started = time.perf_counter()
-        result = vht.run_sweep(make_sweep(setup, args.members, chunk, "benchmark"), out,
-                               progress=False, overwrite=True)
-        summary["warm_seconds"] = time.perf_counter() - started
-        summary["status_counts"] = result.manifest.get("status_counts")
-        summary["path"] = str(out)
-    except Exception as error:  # noqa: BLE001 - recorded, then the fallback runs
-        if world > 1:
-            raise
-        summary["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-        summary["runner"] = "jax.jit(jax.vmap(vht.simulate)) (run_sweep failed)"
-        npz = out.with_suffix(".npz")
-        fallback = _fallback_sweep(setup)
-        started = time.perf_counter()
-        fallback(chunk, chunk, npz)
-        summary["cold_seconds"] = time.perf_counter() - started
-        summary["cold_members"] = chunk
-        started = time.perf_counter()
-        fallback(args.members, chunk, npz)
-        summary["warm_seconds"] = time.perf_counter() - started
-        status = np.load(npz)["status"]
-        summary["status_counts"] = {"ok": int(np.sum(status == 0)),
-                                    "failed": int(np.sum(status != 0))}
-        summary["path"] = str(npz)
+    vht.run_sweep(make_sweep(setup, chunk * world, chunk, "warm-up"),
+                  out.with_name(out.stem + "_warmup.h5"), progress=False, overwrite=True)
+    summary["cold_seconds"] = time.perf_counter() - started
+    summary["cold_members"] = chunk * world
+    started = time.perf_counter()
+    result = vht.run_sweep(make_sweep(setup, args.members, chunk, "benchmark"), out,
+                           progress=False, overwrite=True)
+    summary["warm_seconds"] = time.perf_counter() - started
+    summary["status_counts"] = result.manifest.get("status_counts")
+    summary["path"] = str(out)
     summary["members_per_second"] = args.members / summary["warm_seconds"]
     summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     rss = distributed.sum_over_ranks(np.asarray(summary["peak_rss_mib"])) if world > 1 else \
@@ -246,12 +192,6 @@ def load_vht(summary: dict, model: str, sample: int) -> dict:
     """Parameters and outputs of the first ``sample`` members, n_steps of all of them."""
     path = Path(summary["path"])
     names = list(POPULATIONS[model])
-    if path.suffix == ".npz":
-        data = np.load(path)
-        return {"parameters": {n: data["parameters"][:sample, k] for k, n in enumerate(names)},
-                "outputs": {o: data["outputs"][:sample, :, k]
-                            for k, o in enumerate(OUTPUTS[model])},
-                "n_steps": data["n_steps"], "status": data["status"]}
     import vht
 
     ds = vht.open_sweep(path)
@@ -567,10 +507,6 @@ def markdown(report: dict) -> str:
                 f"{_fmt(peer.get('solver_efficiency'))} |")
         lines += ["", f"Bare vmapped right-hand side: {_fmt(m['bare_rhs_per_second'])} "
                   f"evaluations/s (batch {m['bare_rhs_batch']}).", ""]
-        if v.get("error"):
-            lines += [f"Note: `run_sweep` failed on this model ({v['error'][:160]}); vht was "
-                      "timed as `jax.jit(jax.vmap(vht.simulate))` over the same members, "
-                      "chunk by chunk.", ""]
     scan = report.get("scan", [])
     if scan:
         lines += ["**vht throughput against N** (model A, fresh process per N)", "",
