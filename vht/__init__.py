@@ -61,6 +61,7 @@ from ._scenario import stack as stack
 from ._simulate import Solution as Solution
 from ._simulate import Status as Status
 from ._simulate import simulate as simulate
+from ._simulate_ensemble import simulate_ensemble as simulate_ensemble
 from ._steady_state import SteadyState as SteadyState
 from ._steady_state import steady_state as steady_state
 from ._twin import Connection as Connection

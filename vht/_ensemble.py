@@ -27,6 +27,7 @@ chunk at a time, and the quantiles read blocks of times within the same bound.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -47,7 +48,9 @@ from ._ensemble_store import SweepStore, assemble, fault, status_counts
 from ._hashing import model_hash, parameter_hash
 from ._results import provenance
 from ._scenario import Scenario
-from ._simulate import Status, simulate
+from ._simulate import Status, _default_solver, simulate
+from ._simulate_ensemble import METHOD as ENSEMBLE_METHOD
+from ._simulate_ensemble import simulate_ensemble
 from ._twin import Twin
 from ._units import TIME_UNIT
 from ._virtual_population import COVARIATE_UNITS, AbstractPopulation
@@ -68,6 +71,10 @@ class Sweep:
         seed: the sweep's random seed; member ``i`` draws from ``fold_in(PRNGKey(seed), i)``.
         rtol, atol, max_steps, solver: as in ``vht.simulate`` (max_steps is each member's step
             budget per segment).
+        integrator: ``"auto"`` (default): the batch-major integrator of
+            ``vht.simulate_ensemble`` for non-stiff twins, vmapped diffrax for stiff ones or
+            when a diffrax ``solver`` is given; ``"ensemble"`` or ``"diffrax"`` to choose.
+            The choice is part of the sweep's description, hash and provenance.
         overrides: ``{member_index: {"organ.parameter": value}}``, values pinned for given
             members (a real patient among virtual ones, a known edge case).
         quantiles: the quantiles written per arm and time.
@@ -92,6 +99,7 @@ class Sweep:
         atol: float = 1e-8,
         max_steps: int = 10_000,
         solver: diffrax.AbstractSolver | None = None,
+        integrator: str = "auto",
         overrides: Mapping[int, Mapping[str, float]] | None = None,
         quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
         memory_limit: int = 2 * 2**30,
@@ -142,6 +150,7 @@ class Sweep:
                 if parameter not in parameters:
                     raise ValueError(f"override of member {index} names {parameter!r}, which "
                                      "is not a parameter of the twin")
+        integrator = _choose_integrator(twin, solver, integrator)
         quantiles = tuple(float(q) for q in quantiles)
         if not all(0.0 <= q <= 1.0 for q in quantiles):
             raise ValueError("quantiles must lie in [0, 1]")
@@ -156,6 +165,7 @@ class Sweep:
         self.seed = int(seed)
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         self.solver = solver
+        self.integrator = integrator
         self.overrides = overrides
         self.quantiles = quantiles
         self.memory_limit = int(memory_limit)
@@ -168,6 +178,13 @@ class Sweep:
                 f"{self.chunk_memory_bytes() / 2**20:.0f} MiB per device, above memory_limit "
                 f"{self.memory_limit / 2**20:.0f} MiB: use chunk_size <= {fits}, fewer save "
                 "times or outputs, or raise memory_limit")
+
+    def with_integrator(self, integrator: str) -> Sweep:
+        """The same sweep with another integrator (``"auto"``, ``"ensemble"``, ``"diffrax"``):
+        a different sweep, with its own hash, since the results differ within tolerance."""
+        other = copy.copy(self)
+        other.integrator = _choose_integrator(self.twin, self.solver, integrator)
+        return other
 
     # -- derived layout ----------------------------------------------------------------------
 
@@ -206,7 +223,9 @@ class Sweep:
             "t1": self.t1,
             "outputs": list(self.outputs),
             "seed": self.seed,
-            "solver": type(self.solver).__name__ if self.solver else "default",
+            "integrator": self.integrator,
+            "solver": ENSEMBLE_METHOD if self.integrator == "ensemble" else
+            f"diffrax {type(self.solver or _default_solver(self.twin)).__name__}",
             "rtol": self.rtol,
             "atol": self.atol,
             "max_steps": self.max_steps,
@@ -228,12 +247,24 @@ class Sweep:
         return values, mask
 
 
+def _choose_integrator(twin: Twin, solver, integrator: str) -> str:
+    if integrator not in ("auto", "ensemble", "diffrax"):
+        raise ValueError(f"integrator must be 'auto', 'ensemble' or 'diffrax', not "
+                         f"{integrator!r}")
+    if integrator == "ensemble" and solver is not None:
+        raise ValueError("integrator='ensemble' has its own method (Dopri5, batch-major); a "
+                         "diffrax solver needs integrator='diffrax' (or 'auto')")
+    if integrator == "auto":
+        # explicit steps on a stiff twin would be limited by stability, not accuracy
+        return "diffrax" if twin.stiffness == "stiff" or solver is not None else "ensemble"
+    return integrator
+
+
 # -- the per-chunk program ----------------------------------------------------------------------
 
 
-def _member(twin, population, arms, config, key, index, override_values, override_mask):
-    """One member: draw (with redraws until plausible), then every arm."""
-    names, ts, t1, rtol, atol, max_steps, solver, state_index, signal_index = config
+def _draw(twin, population, names, key, index, override_values, override_mask):
+    """One member's parameters: drawn (with redraws until plausible), overrides applied."""
     member_key = jax.random.fold_in(key, index)
     base = twin.parameters()
 
@@ -258,35 +289,52 @@ def _member(twin, population, arms, config, key, index, override_values, overrid
 
     attempts, values, covariates, accepted = jax.lax.while_loop(
         more, redraw, (jnp.array(1, jnp.int32), values, covariates, accepted))
-    member_twin = twin.replace(values)
-    outputs, statuses, steps = [], [], []
-    for scenario in arms:
-        solution = simulate(member_twin, scenario, ts=jnp.asarray(ts), t1=t1, rtol=rtol,
-                            atol=atol, max_steps=max_steps, solver=solver, throw=False)
-        out = jnp.concatenate([solution.ys[:, np.array(state_index, dtype=int)],
-                               solution.signals[:, np.array(signal_index, dtype=int)]], axis=1)
-        status = jnp.where(accepted, solution.status, Status.IMPLAUSIBLE).astype(jnp.int32)
-        outputs.append(jnp.where(status == Status.OK, out, jnp.nan))
-        statuses.append(status)
-        steps.append(solution.n_steps)
-    return {
-        "outputs": jnp.stack(outputs),  # (arm, time, output)
-        "status": jnp.stack(statuses),
-        "n_steps": jnp.stack(steps).astype(jnp.int64),
-        "parameters": jnp.stack([values[n] for n in names]),
-        "covariates": jnp.stack([covariates[n] for n in population.covariate_names()])
-        if population.covariate_names() else jnp.zeros((0,)),
-        "accepted": accepted,
-        "attempts": attempts,
-    }
+    covariates = (jnp.stack([covariates[n] for n in population.covariate_names()])
+                  if population.covariate_names() else jnp.zeros((0,)))
+    return {"values": values, "covariates": covariates, "accepted": accepted,
+            "attempts": attempts}
+
+
+def _selected(solution, state_index, signal_index):
+    """The sweep's outputs of a solution (states first, then signals), on its last axis."""
+    return jnp.concatenate([solution.ys[..., np.array(state_index, dtype=int)],
+                            solution.signals[..., np.array(signal_index, dtype=int)]], axis=-1)
 
 
 @eqx.filter_jit
 def _run_chunk(dynamic, static, config, key, indices, override_values, override_mask):
-    """One chunk: its C members vmapped. The same program for every chunk, device and rank."""
+    """One chunk: its C members drawn, then every arm for all of them at once (the batch-major
+    integrator) or vmapped member by member (diffrax). The same program for every chunk,
+    device and rank."""
+    (names, ts, t1, rtol, atol, max_steps, solver, state_index, signal_index,
+     integrator) = config
     twin, population, arms = eqx.combine(dynamic, static)
-    run = jax.vmap(lambda i, v, m: _member(twin, population, arms, config, key, i, v, m))
-    return run(indices, override_values, override_mask)
+    drawn = jax.vmap(lambda i, v, m: _draw(twin, population, names, key, i, v, m))(
+        indices, override_values, override_mask)
+    cohort = jax.vmap(twin.replace)(drawn["values"])
+    outputs, statuses, steps = [], [], []
+    for scenario in arms:
+        if integrator == "ensemble":
+            solution = simulate_ensemble(cohort, scenario, ts=np.asarray(ts), t1=t1, rtol=rtol,
+                                         atol=atol, max_steps=max_steps)
+        else:
+            solution = jax.vmap(lambda member, scenario=scenario: simulate(
+                member, scenario, ts=jnp.asarray(ts), t1=t1, rtol=rtol, atol=atol,
+                max_steps=max_steps, solver=solver, throw=False))(cohort)
+        status = jnp.where(drawn["accepted"], solution.status, Status.IMPLAUSIBLE)
+        out = _selected(solution, state_index, signal_index)  # (member, time, output)
+        outputs.append(jnp.where((status == Status.OK)[:, None, None], out, jnp.nan))
+        statuses.append(status.astype(jnp.int32))
+        steps.append(solution.n_steps.astype(jnp.int64))
+    return {
+        "outputs": jnp.stack(outputs, axis=1),  # (member, arm, time, output)
+        "status": jnp.stack(statuses, axis=1),
+        "n_steps": jnp.stack(steps, axis=1),
+        "parameters": jnp.stack([drawn["values"][n] for n in names], axis=1),
+        "covariates": drawn["covariates"],
+        "accepted": drawn["accepted"],
+        "attempts": drawn["attempts"],
+    }
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -345,7 +393,7 @@ def _config(sweep: Sweep) -> tuple:
     states = tuple(twin.state_names.index(n) for n in ordered if n in twin.state_names)
     signals = tuple(twin.signal_names.index(n) for n in ordered if n not in twin.state_names)
     return (sweep.override_names(), tuple(float(t) for t in sweep.ts), sweep.t1, sweep.rtol,
-            sweep.atol, sweep.max_steps, sweep.solver, states, signals)
+            sweep.atol, sweep.max_steps, sweep.solver, states, signals, sweep.integrator)
 
 
 def _chunk_arrays(sweep: Sweep, chunk: int, out: Mapping[str, np.ndarray],
@@ -504,6 +552,8 @@ def run_sweep(
             "n_chunks": sweep.n_chunks,
             "ranks": world,
             "devices_per_rank": n_devices,
+            "integrator": sweep.integrator,
+            "solver": sweep.describe()["solver"],
             "chunks_computed_by_this_run": computed_all,
             "wall_seconds_of_this_run": _time.perf_counter() - started,
             **summary,

@@ -200,6 +200,31 @@ def _with_root_tolerances(solver, rtol: float, atol: float):
     return solver
 
 
+def finish_run(twin: Twin, forcing: _Forcing, ts: Array, ys: Array, status: Array,
+               bound_check: bool) -> tuple[Array, Array, Array, Array]:
+    """The last step of every run, single or ensemble member: non-finite values and states
+    outside their declared bounds become failures, failures get NaN states and signals, and
+    the signals are evaluated at the save times. Returns (ys, signals, status, index of the
+    first state out of bounds)."""
+    status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
+    # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, so that
+    # round-off around a bound (an emptied depot at -1e-15 mg) is not an error.
+    specs = twin.state_specs
+    lower = np.array([s.lower for s in specs])
+    upper = np.array([s.upper for s in specs])
+    scale = 1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9)
+    violated = (ys < lower - scale) | (ys > upper + scale)
+    first_bad_state = jnp.argmax(jnp.any(violated, axis=0))
+    implausible = jnp.any(violated) & bound_check
+    status = jnp.where((status == Status.OK) & implausible, Status.IMPLAUSIBLE, status)
+
+    failed = status != Status.OK
+    ys = jnp.where(failed, jnp.nan, ys)
+    signals = jax.vmap(lambda t, y: forcing.twin_at(twin, t).signals(t, y))(ts, ys)
+    signals = jnp.where(failed, jnp.nan, signals)
+    return ys, signals, status.astype(jnp.int32), first_bad_state
+
+
 @eqx.filter_jit
 def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
     solver, rtol, atol, max_steps, adjoint, throw, bound_check, n_samples = static
@@ -242,9 +267,12 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
         # output. Which triggers fired is read off their values at the event (see below).
         # Without hysteresis a trigger that has just switched sits at zero; an offset of 1e-6
         # of its level lifts it clear, so that its next genuine crossing is seen as one.
+        # flip=True states the bracket's orientation (positive at the step's start, not at its
+        # end, by direction=False): under vmap the root find also runs for members whose step
+        # crossed nothing, and optimistix's bracket check then raised for them.
         event = diffrax.Event(
             lambda t, y, args, **kwargs: jnp.min(trigger_values(t, y, args[0]) + args[1]),
-            root_finder=optx.Bisection(rtol=1e-12, atol=1e-12), direction=False)
+            root_finder=optx.Bisection(rtol=1e-12, atol=1e-12, flip=True), direction=False)
     else:
         event = None
 
@@ -334,23 +362,9 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
     unfinished = (t_final < t1) | ((ptr < n_doses) & (dose_times[jnp.minimum(ptr, dose_times.size
                                                                               - 1)] <= t1))
     status = jnp.where((status == Status.OK) & unfinished, Status.SWITCH_BUDGET, status)
-    status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
-
-    # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, so that
-    # round-off around a bound (an emptied depot at -1e-15 mg) is not an error.
-    specs = twin.state_specs
-    lower = np.array([s.lower for s in specs])
-    upper = np.array([s.upper for s in specs])
-    scale = 1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9)
-    violated = (ys < lower - scale) | (ys > upper + scale)
-    first_bad_state = jnp.argmax(jnp.any(violated, axis=0))
-    implausible = jnp.any(violated) & bound_check
-    status = jnp.where((status == Status.OK) & implausible, Status.IMPLAUSIBLE, status)
-
+    ys, signals, status, first_bad_state = finish_run(twin, forcing, ts, ys, status, bound_check)
     failed = status != Status.OK
-    ys = jnp.where(failed, jnp.nan, ys)
-    signals = jax.vmap(lambda t, y: forcing.twin_at(twin, t).signals(t, y))(ts, ys)
-    signals = jnp.where(failed, jnp.nan, signals)
+    specs = twin.state_specs
 
     if throw:
         messages = [STATUS_MESSAGES[s] for s in Status if s != Status.IMPLAUSIBLE]

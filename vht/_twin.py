@@ -319,6 +319,20 @@ class Twin(eqx.Module):
                 parts[name] = {**parts[name], **updates}
         return self.join(parts)
 
+    def sample_changes(self, t: Array, y: Array) -> Array:
+        """Whether ``sample(t, y)`` would change any state: only the sampling organs are
+        evaluated and only the states they update compared, so a solver can cheaply check
+        whether a clock tick matters (most ticks of a held input change nothing)."""
+        parts = self.split(y)
+        changes = jnp.asarray(False)
+        for name, organ in zip(self.names, self.organs):
+            if organ.sample_period is not None:
+                updates = organ.sample(t * time_factor(organ.time_unit), parts[name])
+                for state, value in updates.items():
+                    changes = changes | (jnp.asarray(value, dtype=jnp.result_type(float))
+                                         != parts[name][state])
+        return changes
+
     # -- parameters ------------------------------------------------------------------------
 
     def parameter_info(self) -> dict[str, ParameterInfo]:

@@ -60,6 +60,8 @@ def _sweep(args) -> int:
     if not isinstance(sweep, vht.Sweep):
         raise SystemExit(f"vht sweep: {args.experiment}'s sweep() returned "
                          f"{type(sweep).__name__}, not a vht.Sweep")
+    if args.integrator:
+        sweep = sweep.with_integrator(args.integrator)
     output = args.output or str(Path("results") / "sweeps" / f"{Path(args.experiment).stem}.h5")
     result = vht.run_sweep(sweep, output, devices=args.devices, progress=not args.no_progress,
                            overwrite=args.overwrite, keep_parts=args.keep_parts,
@@ -73,7 +75,8 @@ def _sweep(args) -> int:
               f"{result.path}")
         print(f"  status: {json.dumps(manifest['status_counts'])}; acceptance rate "
               f"{manifest['acceptance_rate']:.3f}; chunks computed by this run: "
-              f"{manifest['chunks_computed_by_this_run']} of {manifest['n_chunks']}")
+              f"{manifest['chunks_computed_by_this_run']} of {manifest['n_chunks']}; "
+              f"integrator: {manifest['solver']}")
     return 0
 
 
@@ -153,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--keep-parts", action="store_true",
                        help="keep the per-chunk files after assembly")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--integrator", choices=("auto", "ensemble", "diffrax"), default=None,
+                       help="override the sweep's integrator: the batch-major one of "
+                       "simulate_ensemble (non-stiff twins) or vmapped diffrax")
     sweep.add_argument("--no-mpi", action="store_true",
                        help="run every chunk in this process even if MPI is available")
     sweep.set_defaults(handler=_sweep)
