@@ -91,46 +91,93 @@ METHOD = "Dopri5 (batch-major, vht)"
 """The name ``simulate_ensemble`` writes into provenance (``Solution.config``)."""
 
 
+@jax.tree_util.register_pytree_node_class
+class _Rows(tuple):
+    """The state of every member as one (members,) vector per state: arithmetic acts row by
+    row, and a per-member scalar (members,) broadcasts over the rows.
+
+    Why not one (states, members) array: the twin's right-hand side splits its state into
+    components and stacks its derivatives, and on one array XLA kept those slices and stacks
+    as separate kernels; with a vector per state they vanish, and the UVA/Padova right-hand
+    side evaluated in 17-22 ns per member instead of 41-58 (inside a compiled loop, 2 cores).
+    """
+
+    def tree_flatten(self):
+        return tuple(self), None
+
+    @classmethod
+    def tree_unflatten(cls, _, children):
+        return cls(children)
+
+    def _apply(self, other, op):
+        if isinstance(other, _Rows):
+            return _Rows(op(a, b) for a, b in zip(self, other))
+        return _Rows(op(a, other) for a in self)
+
+    def __add__(self, other):
+        return self._apply(other, lambda a, b: a + b)
+
+    def __radd__(self, other):
+        return self if isinstance(other, int) and other == 0 else self + other
+
+    def __sub__(self, other):
+        return self._apply(other, lambda a, b: a - b)
+
+    def __mul__(self, other):
+        return self._apply(other, lambda a, b: a * b)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return self._apply(other, lambda a, b: a / b)
+
+    def __abs__(self):
+        return _Rows(jnp.abs(a) for a in self)
+
+    def rms(self):
+        return jnp.sqrt(sum(a * a for a in self) / len(self))
+
+    def all_finite(self):
+        return functools.reduce(jnp.logical_and, [jnp.isfinite(a) for a in self])
+
+    def differs(self, other):
+        """Per member: does any state differ from ``other``'s?"""
+        return functools.reduce(jnp.logical_or, [a != b for a, b in zip(self, other)])
+
+    def stacked(self):
+        """One (members, states) array."""
+        return jnp.stack(self, axis=1)
+
+
+def _where(mask, a, b):
+    """Per member: ``a`` where ``mask``, else ``b``."""
+    return _Rows(jnp.where(mask, x, y) for x, y in zip(a, b))
+
+
+def _maximum(a, b):
+    return _Rows(jnp.maximum(x, y) for x, y in zip(a, b))
+
+
 def _combine(y, h, ks, weights):
-    total = None
-    for k, w in zip(ks, weights):
-        if w != 0.0:
-            total = w * k if total is None else total + w * k
-    return y if total is None else y + h[None, :] * total
+    terms = [w * k for k, w in zip(ks, weights) if w != 0.0]
+    return y if not terms else y + sum(terms) * h
 
 
 def _dense_coefficients(y0, y1, h, ks):
-    """Hairer's continuous extension of a Dormand-Prince step, as the five (N, states)
-    coefficients of ``_dense`` (computed once per step, evaluated at every save and tick)."""
+    """Hairer's continuous extension of a Dormand-Prince step, as the five coefficients of
+    ``_dense`` (computed once per step, evaluated at every save and tick)."""
     k1, k7 = ks[0], ks[6]
     ydiff = y1 - y0
-    bspl = h[None, :] * k1 - ydiff
-    rc5 = h[None, :] * sum(w * k for w, k in zip(_D, ks) if w != 0.0)
-    return y0, ydiff, bspl, ydiff - h[None, :] * k7 - bspl, rc5
+    bspl = k1 * h - ydiff
+    rc5 = sum(w * k for w, k in zip(_D, ks) if w != 0.0) * h
+    return y0, ydiff, bspl, ydiff - k7 * h - bspl, rc5
 
 
 def _dense(coefficients, theta):
-    """The continuous extension at fraction ``theta`` (N,) of the step."""
+    """The continuous extension at fraction ``theta`` (members,) of the step."""
     r1, r2, r3, r4, r5 = coefficients
-    th = theta[None, :]
-    th1 = 1.0 - th
-    return r1 + th * (r2 + th1 * (r3 + th * (r4 + th1 * r5)))
-
-
-# Reductions over the state axis of (states, members) arrays, written as sums of rows: a
-# reduce over axis 0 made XLA transpose every stage into member-major order first.
-def _rms(x):
-    return jnp.sqrt(sum(x[i] * x[i] for i in range(x.shape[0])) / x.shape[0])
-
-
-def _any_rows(x):
-    return functools.reduce(jnp.logical_or, [x[i] for i in range(x.shape[0])],
-                            jnp.zeros(x.shape[1:], bool))
-
-
-def _all_rows(x):
-    return functools.reduce(jnp.logical_and, [x[i] for i in range(x.shape[0])],
-                            jnp.ones(x.shape[1:], bool))
+    th1 = 1.0 - theta
+    return r1 + (r2 + (r3 + (r4 + r5 * th1) * theta) * th1) * theta
 
 
 class _Member(eqx.Module):
@@ -159,11 +206,9 @@ def _check_batched(twins: Twin) -> int:
 def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
     rtol, atol, max_steps, bound_check, n_samples, skip_idle_ticks = static
     n_members, n_states = y0.shape
-    # Inside the loop states are state-major, (states, members): every state is a contiguous
-    # row, which made the UVA/Padova right-hand side 40 % cheaper than member-major rows.
-    y0 = y0.T
-    n_save = ts.shape[0]
     dtype = y0.dtype
+    y0 = _Rows(y0[:, i] for i in range(n_states))  # a (members,) vector per state
+    n_save = ts.shape[0]
     template = jax.tree.map(lambda x: x[0] if eqx.is_array(x) else x, twins)
     doses0, forcing0, triggers0 = _resolve(template, scenario)
     dose_index = np.array([d[0] for d in doses0], dtype=int)
@@ -188,27 +233,33 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         """dy/dt of every member; ``at_edge``: evaluate just before ``t`` (the left limit)."""
         if at_edge is not None:
             t = jnp.where(at_edge, jnp.nextafter(t, -jnp.inf), t)
-        return jax.vmap(lambda m, t, y, a: m.forcing.rates(m.twin, t, y, a),
-                        in_axes=(0, 0, 1, 0), out_axes=1)(members, t, y, active)
+        def one(m, t, a, *y):
+            dy = m.forcing.rates(m.twin, t, jnp.stack(y), a)
+            return tuple(dy[i] for i in range(n_states))
+
+        return _Rows(jax.vmap(one)(members, t, active, *y))
 
     def trigger_values(t, y, active):
         if not n_triggers:
             return jnp.zeros((n_members, 0), dtype)
 
-        def one(m, t, y, a):
-            signals = m.forcing.twin_at(m.twin, t).signals(t, y)[trigger_signal]
+        def one(m, t, a, *y):
+            signals = m.forcing.twin_at(m.twin, t).signals(t, jnp.stack(y))[trigger_signal]
             return jnp.where(a, trigger_sign * (m.trigger_releases - signals),
                              trigger_sign * (signals - m.trigger_thresholds))
 
-        return jax.vmap(one, in_axes=(0, 0, 1, 0))(members, t, y, active)
+        return jax.vmap(one)(members, t, active, *y)
 
     def sample_changes(t, y):
-        return jax.vmap(lambda m, t, y: m.forcing.twin_at(m.twin, t).sample_changes(t, y),
-                        in_axes=(0, 0, 1))(members, t, y)
+        return jax.vmap(lambda m, t, *y: m.forcing.twin_at(m.twin, t).sample_changes(
+            t, jnp.stack(y)))(members, t, *y)
 
     def sample(t, y):
-        return jax.vmap(lambda m, t, y: m.forcing.twin_at(m.twin, t).sample(t, y),
-                        in_axes=(0, 0, 1), out_axes=1)(members, t, y)
+        def one(m, t, *y):
+            new = m.forcing.twin_at(m.twin, t).sample(t, jnp.stack(y))
+            return tuple(new[i] for i in range(n_states))
+
+        return _Rows(jax.vmap(one)(members, t, *y))
 
     def tick_time(k):
         return t0 + k.astype(dtype) * period
@@ -256,17 +307,21 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         y_before = y
         if n_doses:
             due = landed[:, None] & ~applied & (members.dose_times <= t[:, None])
-            y = y.at[dose_index, :].add(jnp.where(due, members.dose_amounts, 0.0).T)
+            amounts = jnp.where(due, members.dose_amounts, 0.0)
+            rows = list(y)
+            for d, state in enumerate(dose_index):
+                rows[state] = rows[state] + amounts[:, d]
+            y = _Rows(rows)
             applied = applied | due
         if n_samples:
             count = ticks_up_to(t)
             tick_due = landed & (count > tick) & (tick_time(count - 1) == t)
             sampled = sample(t, y)
-            ticked = jnp.where(tick_due[None, :], sampled, y)
-            hard_tick = jnp.where(tick_due, _any_rows(ticked != y), hard_tick)
+            ticked = _where(tick_due, sampled, y)
+            hard_tick = jnp.where(tick_due, ticked.differs(y), hard_tick)
             y = ticked
             tick = jnp.where(landed, jnp.maximum(tick, count), tick)
-        changed = _any_rows(y != y_before)
+        changed = y.differs(y_before)
         if n_triggers:
             # a dose may have carried a signal across a threshold (simulate re-evaluates at
             # every segment start); a trigger that has just fired keeps its new state
@@ -279,12 +334,12 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
 
     def initial_step(t, y, k1, active):
         """Hairer's starting step size (one extra evaluation per member)."""
-        scale = atol + rtol * jnp.abs(y)
-        d0, d1 = _rms(y / scale), _rms(k1 / scale)
+        scale = abs(y) * rtol + atol
+        d0, d1 = (y / scale).rms(), (k1 / scale).rms()
         h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / jnp.maximum(d1, 1e-300))
         h0 = jnp.minimum(h0, jnp.maximum(t1 - t0, 1e-12))
-        k2 = f(t + h0, y + h0[None, :] * k1, active)
-        d2 = _rms((k2 - k1) / scale) / h0
+        k2 = f(t + h0, y + k1 * h0, active)
+        d2 = ((k2 - k1) / scale).rms() / h0
         big = jnp.maximum(d1, d2)
         h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3),
                        (0.01 / jnp.maximum(big, 1e-300)) ** (1.0 / 5.0))
@@ -308,7 +363,7 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
             value = _dense(dense, jnp.clip(theta, 0.0, 1.0))
             # members with nothing to save write out of bounds, which the scatter drops
             out = out.at[jnp.arange(n_members), jnp.where(now, slot, n_save)].set(
-                value.T, mode="drop")
+                value.stacked(), mode="drop")
             return out, ptr + now.astype(ptr.dtype)
 
         return jax.lax.while_loop(lambda c: jnp.any(pending(c[1])), body, (out, save_ptr))
@@ -393,9 +448,9 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
             else:
                 ks.append(f(t + _C[i] * h_step, y_i, active))
         y_end = _combine(y, h_step, ks[:6], _A[6])
-        error = h_step[None, :] * sum(w * k for w, k in zip(_E, ks) if w != 0.0)
-        norm = _rms(error / (atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_end))))
-        finite = jnp.isfinite(norm) & _all_rows(jnp.isfinite(y_end))
+        error = sum(w * k for w, k in zip(_E, ks) if w != 0.0) * h_step
+        norm = (error / (rtol * _maximum(abs(y), abs(y_end)) + atol)).rms()
+        finite = jnp.isfinite(norm) & y_end.all_finite()
         accepted = live & finite & (norm <= 1.0)
         factor = SAFETY * jnp.where(norm > 0, norm, 1e-10) ** _ERROR_EXPONENT
         factor = jnp.where(finite, jnp.clip(factor, FACTOR_MIN, FACTOR_MAX), FACTOR_MIN)
@@ -420,7 +475,7 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
             theta = jnp.where(crossing, locate_crossing(t, h_step, dense, active, offset),
                               1.0)
             t_stop = jnp.where(crossing, t + theta * h_step, t_end)
-            y_stop = jnp.where(crossing[None, :], _dense(dense, theta), y_end)
+            y_stop = _where(crossing, _dense(dense, theta), y_end)
             values = trigger_values(t_stop, y_stop, active) + offset
             levels = jnp.where(active, members.trigger_releases, members.trigger_thresholds)
             at_zero = jnp.abs(values) <= 2.0 * 1e-6 * (1.0 + jnp.abs(levels))
@@ -433,8 +488,8 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
 
         out, save_ptr = save(c["out"], c["save_ptr"], t, t_stop, h_step, dense, accepted)
         t_new = jnp.where(accepted, t_stop, t)
-        y_new = jnp.where(accepted[None, :], y_stop, y)
-        k_new = jnp.where(accepted[None, :], ks[6], k1)
+        y_new = _where(accepted, y_stop, y)
+        k_new = _where(accepted, ks[6], k1)
         reached_t1 = accepted & (t_new >= t1)
         landed = accepted & lands & ~reached_t1
         forced = jnp.where(landed & (t_new >= forced), jnp.inf, forced)
@@ -466,7 +521,7 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         refresh = (landed & (changed | is_edge(t_new))) | crossing
         k_new = jax.lax.cond(
             jnp.any(refresh),
-            lambda: jnp.where(refresh[None, :], f(t_new, y_new, active_new), k_new),
+            lambda: _where(refresh, f(t_new, y_new, active_new), k_new),
             lambda: k_new)
 
         h_next = h_step * jnp.where(accepted, factor, jnp.minimum(factor, 1.0))

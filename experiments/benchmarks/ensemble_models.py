@@ -3,9 +3,10 @@
 The same equations as the vht organs, written twice more:
 
 - as plain NumPy/``math`` right-hand sides for ``scipy.integrate.solve_ivp``, integrated piece
-  by piece between the scenario's breakpoints (``solve_uva``, ``solve_circulation``);
-- as Antimony text (``uva_antimony``, ``circulation_antimony``) for libroadrunner's CVODE,
-  the scenario written as SBML time events.
+  by piece between the scenario's breakpoints (``solve_uva``, ``solve_circulation``,
+  ``solve_model_b``);
+- as Antimony text (``uva_antimony``, ``circulation_antimony``, ``model_b_antimony``) for
+  libroadrunner's CVODE, the scenario written as SBML time events.
 
 Model A, ``physiology_models.glucose_insulin.uva_padova.UVAPadovaT1D`` (simglucose 0.2.11's
 UVA/Padova T1D model; time in minutes). The 13 continuous states are integrated; the five
@@ -17,11 +18,21 @@ the solver's step sequence, so the peers here restart only at the minutes where 
 changes (``uva_schedule``: 45 of the 1440 ticks for the three-meal day). ``solve_uva``
 with ``every_minute=True`` restarts at every tick, as simglucose does.
 
-Model B, ``physiology_models.twins.mean_flow_circulation()``: the beat-averaged circulation
-(``MeanFlowCirculation``, six volumes) with the Ursino baroreflex (``Baroreflex``, 18 states),
-organ time in seconds, integrated in minutes (rates x 60) as the twin does. The whole-body
-twin (circulation, baroreflex, interstitium, kidney, whole-body PBPK, Bergman) was not
-re-expressed: writing all of its organs again for scipy and Antimony did not fit this
+Model B: the beat-averaged circulation (``MeanFlowCirculation``, six volumes) with the Ursino
+baroreflex (``Baroreflex``, 18 states), organ time in seconds, integrated in minutes (rates x 60)
+as the twin does, and the whole-body PBPK of lidocaine (``pharmacology.lidocaine_pbpk()``, 11
+amounts in mg, organ time in minutes) whose blood flows follow the circulation's cardiac
+output: the twin ::
+
+    vht.Twin({"circulation": MeanFlowCirculation(), "reflex": Baroreflex(),
+              "drug": lidocaine_pbpk()},
+             reflex_connections() + [("circulation.cardiac_output", "drug.cardiac_output")])
+
+with 35 states (``MODEL_B_STATES``; ``model_b_rhs``, ``solve_model_b``, ``model_b_antimony``,
+checked by ``check_model_b``). Its first 24 states alone are ``twins.mean_flow_circulation()``
+(``circulation_rhs``, ``solve_circulation``, ``circulation_antimony``): the drug does not act
+back on the circulation. The rest of the whole-body twin (interstitium, kidney, Bergman) was
+not re-expressed: writing those organs again for scipy and Antimony did not fit this
 benchmark's time budget.
 
 ``check_peers_against_vht`` (in ensemble_throughput.py) compares these right-hand sides with
@@ -346,7 +357,14 @@ def _circulation(y, c, r, ref, hemorrhage, systemic_resistance):
 
 def circulation_rhs(t, y, c, r, ref, hemorrhage, systemic_resistance):
     """dy/dt per minute of the 24 states (``B_STATES`` order), as ``twin.rates``."""
-    pressure, rates, _, _, s = _circulation(y, c, r, ref, hemorrhage, systemic_resistance)
+    return _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance)[0]
+
+
+def _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance):
+    """dy/dt per minute of the 24 circulation and reflex states (the first 24 of y), and the
+    left ventricle's ejection (mL/s): the cardiac output that the PBPK organ reads."""
+    pressure, rates, lv_eject, _, s = _circulation(y[:24], c, r, ref, hemorrhage,
+                                                   systemic_resistance)
     filtered = (s["afferent"] + r["tau_z"] * pressure) / r["tau_p"]
     signal = _firing(r, filtered)
     out = rates + [pressure - filtered]
@@ -362,7 +380,7 @@ def circulation_rhs(t, y, c, r, ref, hemorrhage, systemic_resistance):
             r["tau_vagal_period"])
     for name, gain, tau, source in zip(EFFECTORS, _gains(r), taus, EFFECTOR_SOURCE):
         out.append((gain * s[f"{source}_delay_3"] - s[name]) / tau)
-    return np.array(out) * SECONDS_PER_MINUTE
+    return np.array(out) * SECONDS_PER_MINUTE, lv_eject
 
 
 def circulation_outputs(ys: np.ndarray, c, r, ref, hemorrhage, systemic_resistance
@@ -424,7 +442,16 @@ def circulation_antimony(c: dict, r: dict, steps: dict) -> str:
     """Model B as Antimony: 24 rate rules (per minute); the scenario's parameter steps as time
     events. The member parameters are Antimony parameters ``c_<name>`` and ``r_<name>``; the
     initial volumes are set by the caller (``circulation_initial_state``)."""
-    lines = ["model mean_flow_circulation"]
+    lines = ["model mean_flow_circulation"] + _circulation_antimony_lines(c, r)
+    lines += _step_events(c, steps)
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _circulation_antimony_lines(c: dict, r: dict) -> list[str]:
+    """The 24 rate rules of ``circulation_antimony`` and their parameters, without the
+    scenario."""
+    lines = []
     for name, value in c.items():
         lines.append(f"  c_{name} = {float(value)!r};")
     for name, value in r.items():
@@ -500,12 +527,252 @@ def circulation_antimony(c: dict, r: dict, steps: dict) -> str:
                      f" / r_tau_{tau};")
     lines += ["  mean_arterial_pressure := p_sa;", "  cardiac_output := lv_eject * 0.06;",
               "  heart_rate := 60 * beats;"]
-    k = 0
+    return lines
+
+
+def _step_events(c: dict, steps: dict) -> list[str]:
+    """The parameter steps (start, end, value) of the circulation as time events."""
+    lines, k = [], 0
     for name, entries in steps.items():
         base = c[name]
         for start, end, value in entries:
             lines.append(f"  S{k}on: at time >= {float(start)!r}: c_{name} = {float(value)!r};")
             lines.append(f"  S{k}off: at time >= {float(end)!r}: c_{name} = {float(base)!r};")
             k += 1
+    return lines
+
+
+# -- model B: the circulation's cardiac output feeding a whole-body PBPK of lidocaine -----------
+
+PBPK_TISSUES = ("lung", "liver", "gut", "kidney", "muscle", "fat", "rest")
+PBPK_STATES = ("depot", "venous_blood", "arterial_blood") + PBPK_TISSUES + ("eliminated",)
+VENOUS_STATE = "venous_blood"  # where IV doses and infusions go
+MODEL_B_STATES = B_STATES + tuple(f"drug.{s}" for s in PBPK_STATES)
+MODEL_B_OUTPUTS = B_OUTPUTS + ("drug.concentration",)
+# circulation.cardiac_output [L/min] -> drug.cardiac_output [L/min]: the circulation converts
+# its ejection (mL/s) to L/min itself, so the twin's connection factor is 1 (check_model_b
+# compares it with twin.connections).
+CARDIAC_OUTPUT_FACTOR = 1.0
+_SYSTEMIC_TISSUES = ("kidney", "muscle", "fat", "rest")  # arterial blood in, venous blood out
+
+
+def model_b_parameters(twin) -> tuple[dict, dict, dict]:
+    """The member dicts (c, r, d) of the circulation, reflex and drug organs of a vht twin."""
+    values = {k: float(v) for k, v in twin.parameters().items()}
+    return tuple({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(organ + ".")}
+                 for organ in ("circulation", "reflex", "drug"))
+
+
+def _pbpk_flows(d: dict, cardiac_output: float) -> dict[str, float]:
+    """Blood flows (L/min) of the PBPK organ's vessels, as ``PBPK.blood_flows``."""
+    q = {"cardiac_output": cardiac_output,
+         "hepatic_artery": d["hepatic_artery_fraction"] * cardiac_output,
+         "gut": d["gut_flow_fraction"] * cardiac_output,
+         "kidney": d["kidney_flow_fraction"] * cardiac_output,
+         "muscle": d["muscle_flow_fraction"] * cardiac_output,
+         "fat": d["fat_flow_fraction"] * cardiac_output}
+    # the rest of the body takes what the named organs leave, so the flows balance
+    q["rest"] = cardiac_output - (q["hepatic_artery"] + q["gut"] + q["kidney"] + q["muscle"]
+                                  + q["fat"])
+    q["hepatic_vein"] = q["hepatic_artery"] + q["gut"]
+    return q
+
+
+def pbpk_rhs(a, d: dict, cardiac_output: float, infusion: float) -> np.ndarray:
+    """dA/dt (mg/min) of the 11 drug amounts (``PBPK_STATES`` order) at ``cardiac_output``
+    (L/min), with ``infusion`` (mg/min) into the venous blood: ``PBPK.rates``."""
+    s = dict(zip(PBPK_STATES, a))
+    q = _pbpk_flows(d, cardiac_output)
+    bp = d["blood_plasma_ratio"]
+    venous = s["venous_blood"] / d["venous_blood_volume"]
+    arterial = s["arterial_blood"] / d["arterial_blood_volume"]
+    # a tissue's potential is the blood concentration leaving it: A_t / (V_t Kp_t / B:P)
+    leaving = {t: s[t] / (d[f"{t}_volume"] * d[f"{t}_kp"] / bp) for t in PBPK_TISSUES}
+    absorption = d["ka"] * s["depot"]
+    # the potentials are blood concentrations: unbound plasma = potential fu / B:P
+    metabolism = d["fraction_unbound"] * d["intrinsic_clearance"] / bp * leaving["liver"]
+    excretion = d["renal_clearance"] / bp * leaving["kidney"]
+    rates = {
+        "depot": -absorption,
+        "venous_blood": sum(q[t] * leaving[t] for t in _SYSTEMIC_TISSUES)
+        + q["hepatic_vein"] * leaving["liver"] - q["cardiac_output"] * venous + infusion,
+        "arterial_blood": q["cardiac_output"] * leaving["lung"]
+        - (q["hepatic_artery"] + q["gut"] + sum(q[t] for t in _SYSTEMIC_TISSUES)) * arterial,
+        "lung": q["cardiac_output"] * (venous - leaving["lung"]),
+        "liver": q["hepatic_artery"] * arterial + q["gut"] * leaving["gut"]
+        - q["hepatic_vein"] * leaving["liver"] - metabolism,
+        "gut": absorption + q["gut"] * (arterial - leaving["gut"]),
+        "eliminated": metabolism + excretion,
+    }
+    for t in _SYSTEMIC_TISSUES:
+        rates[t] = q[t] * (arterial - leaving[t])
+    rates["kidney"] = rates["kidney"] - excretion
+    return np.array([rates[name] for name in PBPK_STATES])
+
+
+def pbpk_concentration(a: np.ndarray, d: dict) -> np.ndarray:
+    """The drug organ's output ``concentration`` (venous plasma, mg/L) from amounts (..., 11)."""
+    return a[..., PBPK_STATES.index(VENOUS_STATE)] / d["venous_blood_volume"] / \
+        d["blood_plasma_ratio"]
+
+
+def model_b_initial_state(c: dict, r: dict, d: dict) -> np.ndarray:
+    """The twin's initial state (``MODEL_B_STATES`` order): no drug anywhere."""
+    return np.concatenate([circulation_initial_state(c, r), np.zeros(len(PBPK_STATES))])
+
+
+def model_b_rhs(t, y, c, r, d, ref, hemorrhage, systemic_resistance, infusion):
+    """dy/dt per minute of the 35 states (``MODEL_B_STATES`` order), as ``twin.rates`` plus
+    an infusion of ``infusion`` mg/min into the venous blood (as ``vht.Infusion`` adds it)."""
+    rates, lv_eject = _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance)
+    cardiac_output = lv_eject * 0.06 * CARDIAC_OUTPUT_FACTOR  # mL/s -> L/min
+    # the PBPK organ works in minutes, the twin's unit: its rates are not rescaled
+    return np.concatenate([rates, pbpk_rhs(y[24:], d, cardiac_output, infusion)])
+
+
+def infusion_rate(infusions, t: np.ndarray) -> np.ndarray:
+    """The total rate (mg/min) of infusions (start, end, rate) at times t, each on [start,
+    end), as ``vht.Infusion`` windows add up."""
+    t = np.asarray(t, dtype=float)
+    total = np.zeros(t.shape)
+    for start, end, rate in infusions:
+        total = total + np.where((t >= start) & (t < end), float(rate), 0.0)
+    return total
+
+
+def solve_model_b(c: dict, r: dict, d: dict, steps: dict, infusions, ts, *, rtol: float,
+                  atol: float, method: str = "LSODA"):
+    """One member's day of model B with scipy ``solve_ivp``, restarted at the breakpoints of
+    the parameter steps and of the infusions.
+
+    ``steps`` as in ``solve_circulation``; ``infusions`` a list of (start, end, rate mg/min)
+    into the venous blood. Returns (outputs at ts for ``MODEL_B_OUTPUTS``, states at ts,
+    nfev)."""
+    from scipy.integrate import solve_ivp
+
+    ref = circulation_reference(r)
+    ends = [e for v in steps.values() for s in v for e in s[:2]] + \
+        [e for s in infusions for e in s[:2]]
+    edges = sorted({0.0, float(ts[-1])} | {float(e) for e in ends if 0.0 < e < ts[-1]})
+    y = model_b_initial_state(c, r, d)
+    out = np.full((ts.size, y.size), np.nan)
+    nfev = 0
+    for a, b in zip(edges[:-1], edges[1:]):
+        mid = np.array([(a + b) / 2])
+        hem = float(piecewise_parameter(steps.get("hemorrhage_rate", []), c["hemorrhage_rate"],
+                                        mid)[0])
+        res = float(piecewise_parameter(steps.get("systemic_resistance", []),
+                                        c["systemic_resistance"], mid)[0])
+        dose = float(infusion_rate(infusions, mid)[0])
+        last = b == edges[-1]
+        mask = (ts >= a) & ((ts < b) | (last & (ts <= b)))
+        t_eval = np.unique(np.append(ts[mask], b))
+        sol = solve_ivp(model_b_rhs, (a, b), y, method=method, t_eval=t_eval, rtol=rtol,
+                        atol=atol, args=(c, r, d, ref, hem, res, dose))
+        if not sol.success:
+            raise RuntimeError(f"solve_ivp failed on [{a}, {b}]: {sol.message}")
+        out[mask] = sol.y.T[np.isin(sol.t, ts[mask])]
+        y = sol.y[:, -1]
+        nfev += sol.nfev
+    hem = piecewise_parameter(steps.get("hemorrhage_rate", []), c["hemorrhage_rate"], ts)
+    res = piecewise_parameter(steps.get("systemic_resistance", []), c["systemic_resistance"], ts)
+    outputs = circulation_outputs(out[:, :24], c, r, ref, hem, res)
+    outputs["drug.concentration"] = pbpk_concentration(out[:, 24:], d)
+    return outputs, out, nfev
+
+
+def model_b_antimony(c: dict, r: dict, d: dict, steps: dict, infusions) -> str:
+    """Model B as Antimony: the 24 rate rules of ``circulation_antimony`` and 11 of the PBPK
+    organ (amounts ``drug_<state>``, parameters ``d_<name>``, per minute); the parameter steps
+    and the infusions (start, end, rate mg/min, into ``drug_venous_blood``) as time events.
+    Selections ``mean_arterial_pressure``, ``cardiac_output``, ``heart_rate`` and
+    ``drug_concentration`` (venous plasma, mg/L). The member parameters are ``c_<name>``,
+    ``r_<name>`` and ``d_<name>``; the initial volumes are set by the caller
+    (``circulation_initial_state``), the drug starts at zero."""
+    lines = ["model mean_flow_circulation_pbpk"] + _circulation_antimony_lines(c, r)
+    for name, value in d.items():
+        lines.append(f"  d_{name} = {float(value)!r};")
+    for name in PBPK_STATES:
+        lines.append(f"  drug_{name} = 0.0;")
+    lines += [
+        f"  drug_infusion = {float(infusion_rate(infusions, np.array(0.0)))!r};",
+        f"  drug_q_co := cardiac_output * {CARDIAC_OUTPUT_FACTOR!r};",
+        "  drug_q_hepatic_artery := d_hepatic_artery_fraction * drug_q_co;",
+        "  drug_q_gut := d_gut_flow_fraction * drug_q_co;",
+        "  drug_q_kidney := d_kidney_flow_fraction * drug_q_co;",
+        "  drug_q_muscle := d_muscle_flow_fraction * drug_q_co;",
+        "  drug_q_fat := d_fat_flow_fraction * drug_q_co;",
+        "  drug_q_rest := drug_q_co - (drug_q_hepatic_artery + drug_q_gut + drug_q_kidney"
+        " + drug_q_muscle + drug_q_fat);",
+        "  drug_q_hepatic_vein := drug_q_hepatic_artery + drug_q_gut;",
+        "  drug_venous := drug_venous_blood / d_venous_blood_volume;",
+        "  drug_arterial := drug_arterial_blood / d_arterial_blood_volume;",
+    ]
+    for t in PBPK_TISSUES:
+        lines.append(f"  drug_leaving_{t} := drug_{t} / (d_{t}_volume * d_{t}_kp"
+                     " / d_blood_plasma_ratio);")
+    venous_in = " + ".join(f"drug_q_{t} * drug_leaving_{t}" for t in _SYSTEMIC_TISSUES)
+    arterial_out = " + ".join(f"drug_q_{t}" for t in ("hepatic_artery", "gut")
+                              + _SYSTEMIC_TISSUES)
+    lines += [
+        "  drug_absorption := d_ka * drug_depot;",
+        "  drug_metabolism := d_fraction_unbound * d_intrinsic_clearance / d_blood_plasma_ratio"
+        " * drug_leaving_liver;",
+        "  drug_excretion := d_renal_clearance / d_blood_plasma_ratio * drug_leaving_kidney;",
+        "  drug_depot' = -drug_absorption;",
+        f"  drug_venous_blood' = {venous_in} + drug_q_hepatic_vein * drug_leaving_liver"
+        " - drug_q_co * drug_venous + drug_infusion;",
+        "  drug_arterial_blood' = drug_q_co * drug_leaving_lung"
+        f" - ({arterial_out}) * drug_arterial;",
+        "  drug_lung' = drug_q_co * (drug_venous - drug_leaving_lung);",
+        "  drug_liver' = drug_q_hepatic_artery * drug_arterial + drug_q_gut * drug_leaving_gut"
+        " - drug_q_hepatic_vein * drug_leaving_liver - drug_metabolism;",
+        "  drug_gut' = drug_absorption + drug_q_gut * (drug_arterial - drug_leaving_gut);",
+    ]
+    for t in _SYSTEMIC_TISSUES:
+        sink = " - drug_excretion" if t == "kidney" else ""
+        lines.append(f"  drug_{t}' = drug_q_{t} * (drug_arterial - drug_leaving_{t}){sink};")
+    lines += ["  drug_eliminated' = drug_metabolism + drug_excretion;",
+              "  drug_concentration := drug_venous / d_blood_plasma_ratio;"]
+    lines += _step_events(c, steps)
+    # the total infusion rate after each breakpoint (overlapping windows add up); the value at
+    # time 0 is the initial one above, since an event whose trigger is true at the start does
+    # not fire
+    edges = sorted({float(e) for s in infusions for e in s[:2] if e > 0.0 and math.isfinite(e)})
+    for k, edge in enumerate(edges):
+        rate = float(infusion_rate(infusions, np.array(edge)))
+        lines.append(f"  I{k}: at time >= {edge!r}: drug_infusion = {rate!r};")
     lines.append("end")
     return "\n".join(lines) + "\n"
+
+
+def check_model_b(twin, infusion: float = 2.0, samples: int = 20, seed: int = 0) -> float:
+    """Largest relative difference of ``model_b_rhs`` from ``twin.rates`` (the infusion added
+    to the venous blood's rate, as ``vht.Infusion`` does) at ``samples`` random states near
+    the initial state (random drug amounts: the initial ones are zero), and of
+    ``model_b_initial_state`` from ``twin.initial_state()``. ``twin`` is the model B twin of
+    the module docstring; a different state layout or connection factor raises."""
+    import jax.numpy as jnp
+
+    if tuple(twin.state_names) != MODEL_B_STATES:
+        raise ValueError(f"twin states {twin.state_names} are not MODEL_B_STATES")
+    factors = [k.factor for k in twin.connections if k.target == "drug.cardiac_output"]
+    if factors != [CARDIAC_OUTPUT_FACTOR]:
+        raise ValueError(f"drug.cardiac_output is fed with factors {factors}, not "
+                         f"[{CARDIAC_OUTPUT_FACTOR}]")
+    c, r, d = model_b_parameters(twin)
+    ref = circulation_reference(r)
+    venous = MODEL_B_STATES.index(f"drug.{VENOUS_STATE}")
+    y0 = model_b_initial_state(c, r, d)
+    vht_y0 = np.asarray(twin.initial_state())
+    worst = float(np.max(np.abs(y0 - vht_y0) / (np.abs(vht_y0) + 1e-9)))
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        y = y0 * (1.0 + 0.05 * rng.standard_normal(y0.size))
+        y[24:] = rng.uniform(0.0, 50.0, len(PBPK_STATES))
+        a = np.array(twin.rates(0.0, jnp.asarray(y)))
+        a[venous] += infusion
+        b = model_b_rhs(0.0, y, c, r, d, ref, c["hemorrhage_rate"], c["systemic_resistance"],
+                        infusion)
+        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-9))))
+    return worst

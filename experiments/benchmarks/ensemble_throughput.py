@@ -9,29 +9,45 @@ implementation at rtol = atol = 1e-8:
   clock), three meals with boluses (45 g at 07:00, 72 g at 12:00, 83 g at 19:00, bolus grams /
   CR; the day of tests/test_uva_padova.py and experiments/glucose/), population log-normal
   (CV 10 %) on kabs, kmax and Vmx;
-- B: the beat-averaged circulation with baroreflex (``twins.mean_flow_circulation``, 24 states,
-  stiff), a bleed of 0.5 mL/s for 20 min at 06:00 and systemic resistance x 1.3 from 12:00 to
-  18:00 (a vasoconstrictor infusion, as its effect), population on lv_elastance_max,
-  systemic_venous_compliance and blood_volume. The whole-body twin is not used: re-expressing
-  its PBPK, fluids and glucose organs for libroadrunner did not fit this benchmark's budget.
+- B: the beat-averaged circulation with baroreflex and the whole-body PBPK of lidocaine fed by
+  its cardiac output (35 states, stiff; the circulation and PBPK part of the reference
+  whole-body twin), a bleed of 0.5 mL/s for 20 min at 06:00, systemic resistance x 1.3 from
+  12:00 to 18:00 (a vasoconstrictor, as its effect) and lidocaine 2 mg/min all day;
+  population on lv_elastance_max, systemic_venous_compliance and blood_volume.
 
-Implementations: vht (``vht.Sweep`` + ``vht.run_sweep``, warm: compiled by a one-chunk sweep
-first; cold: that first sweep), in a fresh subprocess per run so that its peak resident memory
-is its own; ``scipy.integrate.solve_ivp`` (LSODA) on a sample of members, libroadrunner (CVODE)
-on a sample, simglucose 0.2.11 (model A) on 2-3 member-days; the peers' equations are in
+vht rows (``vht.Sweep`` + ``vht.run_sweep``, each in a fresh subprocess so that its peak
+resident memory is its own; warm: compiled by a one-chunk sweep first, cold: that sweep):
+
+- ``auto``: what ``run_sweep`` chooses, the batch-major integrator of ``vht.simulate_ensemble``
+  for model A (non-stiff) and vmapped diffrax Kvaerno3 for model B (stiff);
+- the other integrator for comparison: plain vmapped diffrax (Tsit5) for model A, the
+  explicit batch-major integrator forced onto the stiff model B (stability-limited steps).
+
+Peers: ``scipy.integrate.solve_ivp`` (LSODA) on a sample of members, libroadrunner (CVODE) on a
+sample, simglucose 0.2.11 (model A) on 2-3 member-days; the peers' equations are in
 ``ensemble_models.py`` and are checked against ``twin.rates`` before anything is timed. Each
 peer's largest relative deviation from vht (same members, every output and save time) is
 reported. Throughput against N (fresh process per N, peak RSS) and against MPI ranks
-(``mpirun -n 2``) for model A. Writes results/ensemble_throughput.json, .md and .png.
+(``mpirun -n 2``) for model A.
 
 Solver efficiency: right-hand-side evaluations per second inside the solver over the rate of
-bare right-hand-side evaluations, ``jax.jit(jax.vmap(twin.replace(p).rates))`` on a batch of
-one chunk of states. vht's evaluations are counted from ``n_steps`` of the result file: Tsit5
-(model A) makes 6 evaluations per step (7 stages, first same as last); Kvaerno3 (model B) at
-least 3 per step (3 implicit stages, one Newton iteration each; Jacobians not counted), so
-model B's figure is a lower bound. Segment starts (initial step size, first stage) are not
-counted either. scipy's count is ``nfev`` (Jacobian evaluations by differences included).
-libroadrunner does not report its evaluations.
+bare right-hand-side evaluations, two ways:
+
+- per call: ``jax.jit(jax.vmap(twin.replace(p).rates))`` called repeatedly on a batch of one
+  chunk of states (Python dispatch included);
+- in a loop: the same vmapped right-hand side evaluated 200 times inside one compiled
+  ``fori_loop`` (no dispatch), in the fastest of three layouts (member-major, state-major, a
+  vector per state as ``simulate_ensemble`` keeps it): the arithmetic the model needs and
+  nothing else, the stricter ceiling.
+
+vht's evaluations are counted from ``n_steps`` of the result file: 6 per step for Tsit5 and
+for the batch-major Dopri5 (7 stages, first same as last; evaluations after stops and the
+starting step not counted), at least 3 per step for Kvaerno3 (3 implicit stages, one Newton
+iteration each; Jacobians not counted), so model B's diffrax figure is a lower bound. scipy's
+count is ``nfev``. libroadrunner does not report evaluations; for the stiff model B its
+CVODE steps are counted (one variable-step run) to give a cost per member-step beside vht's.
+
+Results go to results/ensemble_throughput.json, .md and .png in this folder.
 
 Internal: ``--worker`` runs one sweep (used by the parent, under mpirun for ranks).
 """
@@ -39,6 +55,7 @@ Internal: ``--worker`` runs one sweep (used by the parent, under mpirun for rank
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -66,16 +83,20 @@ MEALS = ((420, 45.0), (720, 72.0), (1140, 83.0))  # as tests/test_uva_padova.py
 PATIENT = "adolescent#001"
 B_STEPS = {"hemorrhage_rate": [(360.0, 380.0, 0.5)],
            "systemic_resistance": [(720.0, 1080.0, 0.94 * 1.3)]}
+INFUSIONS = [(0.0, 1440.0, 2.0)]  # model B: lidocaine (start, end, mg/min)
 POPULATIONS = {
     "A": {"patient.kabs": 0.1, "patient.kmax": 0.1, "patient.Vmx": 0.1},
     "B": {"circulation.lv_elastance_max": 0.1, "circulation.systemic_venous_compliance": 0.1,
           "circulation.blood_volume": 0.1},
 }
 OUTPUTS = {"A": ("patient.glucose", "patient.subcutaneous_glucose", "patient.plasma_insulin"),
-           "B": em.B_OUTPUTS}
+           "B": em.MODEL_B_OUTPUTS}
 TITLES = {"A": "UVA/Padova T1D (18 states, 1440 clock ticks), three-meal day",
-          "B": "beat-averaged circulation + baroreflex (24 states, stiff), bleed + pressor"}
-EVALS_PER_STEP = {"A": 6, "B": 3}
+          "B": "beat-averaged circulation + baroreflex + lidocaine PBPK (35 states, stiff), "
+               "bleed + pressor + infusion"}
+EVALS_PER_STEP = {"ensemble": 6, "diffrax A": 6, "diffrax B": 3}
+# The comparison rows: the integrator run_sweep does not choose for the model
+OTHER_INTEGRATOR = {"A": "diffrax", "B": "ensemble"}
 GOALS = {"libroadrunner": 10.0, "scipy": 100.0, "simglucose": 10_000.0}
 
 
@@ -99,13 +120,23 @@ def vht_setup(model: str) -> dict:
         twin = vht.Twin({"patient": uva.UVAPadovaT1D.from_patient(PATIENT)})
         scenario = uva.day_scenario(MEALS, uva.quest(PATIENT)["CR"], name="three meals")
     else:
-        from physiology_models import twins
+        from physiology_models.cardiovascular import (
+            Baroreflex,
+            MeanFlowCirculation,
+            reflex_connections,
+        )
+        from physiology_models.pharmacology import lidocaine_pbpk
 
-        twin = twins.mean_flow_circulation()
+        twin = vht.Twin({"circulation": MeanFlowCirculation(), "reflex": Baroreflex(),
+                         "drug": lidocaine_pbpk()},
+                        reflex_connections() + [("circulation.cardiac_output",
+                                                 "drug.cardiac_output")])
         scenario = vht.Scenario(
             [vht.ParameterStep(f"circulation.{name}", value, time=start, duration=end - start)
-             for name, steps in B_STEPS.items() for start, end, value in steps],
-            name="bleed and pressor")
+             for name, steps in B_STEPS.items() for start, end, value in steps]
+            + [vht.Infusion(f"drug.{em.VENOUS_STATE}", rate, start=start, duration=end - start,
+                            unit="mg/min") for start, end, rate in INFUSIONS],
+            name="bleed, pressor and lidocaine")
     base = twin.parameters()
     population = vht.VirtualPopulation(
         {name: vht.LogNormal(float(base[name]), cv=cv) for name, cv in POPULATIONS[model].items()})
@@ -113,12 +144,13 @@ def vht_setup(model: str) -> dict:
             "outputs": OUTPUTS[model]}
 
 
-def make_sweep(setup: dict, members: int, chunk_size: int, name: str):
+def make_sweep(setup: dict, members: int, chunk_size: int, name: str, integrator: str = "auto"):
     import vht
 
     return vht.Sweep(setup["twin"], setup["population"], {"day": setup["scenario"]},
                      members=members, chunk_size=chunk_size, ts=TS, outputs=setup["outputs"],
-                     rtol=RTOL, atol=ATOL, max_steps=100_000, seed=0, name=name)
+                     rtol=RTOL, atol=ATOL, max_steps=1_000_000, seed=0, name=name,
+                     integrator=integrator)
 
 
 def worker(args) -> None:
@@ -132,16 +164,18 @@ def worker(args) -> None:
     rank, world = distributed.rank(), distributed.world_size()
     chunk = min(args.chunk_size, args.members)
     out = Path(args.output)
+    timed = make_sweep(setup, args.members, chunk, "benchmark", args.integrator)
     summary = {"model": args.model, "members": args.members, "chunk_size": chunk,
-               "ranks": world, "runner": "vht.run_sweep"}
+               "ranks": world, "runner": "vht.run_sweep", "integrator": timed.integrator,
+               "solver": timed.describe()["solver"],
+               "memory_bound_mib": timed.chunk_memory_bytes() / 2**20}
     started = time.perf_counter()
-    vht.run_sweep(make_sweep(setup, chunk * world, chunk, "warm-up"),
+    vht.run_sweep(make_sweep(setup, chunk * world, chunk, "warm-up", args.integrator),
                   out.with_name(out.stem + "_warmup.h5"), progress=False, overwrite=True)
     summary["cold_seconds"] = time.perf_counter() - started
     summary["cold_members"] = chunk * world
     started = time.perf_counter()
-    result = vht.run_sweep(make_sweep(setup, args.members, chunk, "benchmark"), out,
-                           progress=False, overwrite=True)
+    result = vht.run_sweep(timed, out, progress=False, overwrite=True)
     summary["warm_seconds"] = time.perf_counter() - started
     summary["status_counts"] = result.manifest.get("status_counts")
     summary["path"] = str(out)
@@ -155,12 +189,13 @@ def worker(args) -> None:
 
 
 def run_worker(model: str, members: int, chunk_size: int, workdir: Path, ranks: int = 1,
-               timeout: float | None = None) -> dict:
+               timeout: float | None = None, integrator: str = "auto") -> dict:
     """A worker in a fresh process (under ``mpirun -n ranks`` for ranks > 1)."""
-    tag = f"{model}_{members}_{ranks}"
+    tag = f"{model}_{members}_{ranks}_{integrator}"
     result = workdir / f"{tag}.json"
     command = [PYTHON, "-m", "experiments.benchmarks.ensemble_throughput", "--worker",
                "--model", model, "--members", str(members), "--chunk-size", str(chunk_size),
+               "--integrator", integrator,
                "--output", str(workdir / f"{tag}.h5"), "--result", str(result)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -172,7 +207,8 @@ def run_worker(model: str, members: int, chunk_size: int, workdir: Path, ranks: 
         env.pop("VHT_DISABLE_MPI", None)
     else:
         env["VHT_DISABLE_MPI"] = "1"
-    print(f"  worker: model {model}, N = {members}, ranks = {ranks}", flush=True)
+    print(f"  worker: model {model}, N = {members}, ranks = {ranks}, integrator {integrator}",
+          flush=True)
     try:
         completed = subprocess.run(command, cwd=ROOT, env=env, timeout=timeout,
                                    capture_output=True, text=True)
@@ -184,7 +220,7 @@ def run_worker(model: str, members: int, chunk_size: int, workdir: Path, ranks: 
     summary = json.loads(result.read_text())
     print(f"    {summary['members_per_second']:.2f} members/s, warm {summary['warm_seconds']:.1f}"
           f" s, cold {summary['cold_seconds']:.1f} s, peak RSS "
-          f"{summary['peak_rss_mib']:.0f} MiB ({summary['runner']})", flush=True)
+          f"{summary['peak_rss_mib']:.0f} MiB ({summary['solver']})", flush=True)
     return summary
 
 
@@ -229,6 +265,90 @@ def bare_rhs_rate(model: str, batch: int, seconds: float = 2.0) -> float:
     return calls * batch / (time.perf_counter() - started)
 
 
+def bare_rhs_rate_in_loop(model: str, batch: int, evaluations: int = 200) -> dict:
+    """Right-hand-side evaluations per second of the vmapped ``twin.rates`` evaluated
+    ``evaluations`` times inside one compiled ``fori_loop`` (no dispatch), in three layouts:
+    member-major (batch, states), state-major (states, batch) and one (batch,) vector per
+    state; returns all three and the fastest."""
+    jax = _jax()
+    import jax.numpy as jnp
+
+    twin = vht_setup(model)["twin"]
+    names = list(POPULATIONS[model])
+    rng = np.random.default_rng(1)
+    base = twin.parameters()
+    params = {n: jnp.asarray(float(base[n]) * np.exp(0.1 * rng.standard_normal(batch)))
+              for n in names}
+    y0 = np.asarray(twin.initial_state())
+    ys = jnp.asarray(y0 * (1.0 + 0.01 * rng.standard_normal((batch, y0.size))))
+    t = jnp.asarray(rng.uniform(0.0, 1440.0, batch))
+    rates = {}
+    for layout, axis in (("member-major", 0), ("state-major", 1)):
+        f = jax.vmap(lambda p, t, y: twin.replace(p).rates(t, y), in_axes=(0, 0, axis),
+                     out_axes=axis)
+
+        @jax.jit
+        def loop(params, t, y, f=f):
+            return jax.lax.fori_loop(0, evaluations,
+                                     lambda i, y: y + 1e-12 * f(params, t + i, y), y)
+
+        y = ys if axis == 0 else ys.T
+        jax.block_until_ready(loop(params, t, y))
+        best = math.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            jax.block_until_ready(loop(params, t, y))
+            best = min(best, time.perf_counter() - started)
+        rates[layout] = evaluations * batch / best
+    # one (batch,) vector per state, the layout of vht.simulate_ensemble
+    n = y0.size
+
+    def components(params, t, *y):
+        dy = twin.replace(params).rates(t, jnp.stack(y))
+        return tuple(dy[i] for i in range(n))
+
+    f_rows = jax.vmap(components)
+
+    @jax.jit
+    def loop_rows(params, t, y):
+        def body(i, y):
+            return tuple(a + 1e-12 * b for a, b in zip(y, f_rows(params, t + i, *y)))
+        return jax.lax.fori_loop(0, evaluations, body, y)
+
+    rows = tuple(ys[:, i] for i in range(n))
+    jax.block_until_ready(loop_rows(params, t, rows))
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        jax.block_until_ready(loop_rows(params, t, rows))
+        best = min(best, time.perf_counter() - started)
+    rates["vector per state"] = evaluations * batch / best
+    rates["best"] = max(rates.values())
+    return rates
+
+
+def roadrunner_steps(model: str) -> int | None:
+    """CVODE's internal steps for one member-day of model B (a variable-step run)."""
+    try:
+        import antimony
+        import roadrunner
+    except ImportError:
+        return None
+    base = _base_b()
+    antimony.clearPreviousLoads()
+    antimony.loadAntimonyString(em.model_b_antimony(base["c"], base["r"], base["d"], B_STEPS,
+                                                    INFUSIONS))
+    rr = roadrunner.RoadRunner(antimony.getSBMLString(antimony.getMainModuleName()))
+    rr.integrator.relative_tolerance = RTOL
+    rr.integrator.absolute_tolerance = ATOL
+    rr.integrator.stiff = True
+    rr.integrator.maximum_num_steps = 100_000
+    rr.integrator.variable_step_size = True
+    rr.timeCourseSelections = ["time"]
+    result = rr.simulate(0.0, float(TS[-1]))
+    return int(result.shape[0] - 1)
+
+
 # -- the peers ----------------------------------------------------------------------------------
 
 def member_dicts(model: str, vht_members: dict, k: int):
@@ -243,17 +363,12 @@ def member_dicts(model: str, vht_members: dict, k: int):
     setup_params = _base_b()
     c = dict(setup_params["c"])
     c.update(sampled)
-    return c, setup_params["r"]
+    return c, setup_params["r"], setup_params["d"]
 
 
 def _base_b():
-    from physiology_models import twins
-
-    parameters = twins.mean_flow_circulation().parameters()
-    return {"c": {k.split(".", 1)[1]: float(v) for k, v in parameters.items()
-                  if k.startswith("circulation.")},
-            "r": {k.split(".", 1)[1]: float(v) for k, v in parameters.items()
-                  if k.startswith("reflex.")}}
+    c, r, d = em.model_b_parameters(vht_setup("B")["twin"])
+    return {"c": c, "r": r, "d": d}
 
 
 def _uva_day():
@@ -283,9 +398,9 @@ def run_scipy(model: str, vht_members: dict, sample: int, method: str = "LSODA",
                                          every_minute=every_minute)
             outputs = {f"patient.{name}": v for name, v in outputs.items()}
         else:
-            c, r = member_dicts(model, vht_members, k)
-            outputs, _, n = em.solve_circulation(c, r, B_STEPS, TS, rtol=RTOL, atol=ATOL,
-                                                 method=method)
+            c, r, d = member_dicts(model, vht_members, k)
+            outputs, _, n = em.solve_model_b(c, r, d, B_STEPS, INFUSIONS, TS, rtol=RTOL,
+                                             atol=ATOL, method=method)
         seconds += time.perf_counter() - started
         nfev += n
         deviation = max(deviation, relative_deviation(outputs, vht_members["outputs"], k))
@@ -313,8 +428,9 @@ def run_roadrunner(model: str, vht_members: dict, sample: int) -> dict:
         selections = ["time", "glucose", "subcutaneous_glucose", "plasma_insulin"]
     else:
         base = _base_b()
-        text = em.circulation_antimony(base["c"], base["r"], B_STEPS)
-        selections = ["time", "mean_arterial_pressure", "cardiac_output", "heart_rate"]
+        text = em.model_b_antimony(base["c"], base["r"], base["d"], B_STEPS, INFUSIONS)
+        selections = ["time", "mean_arterial_pressure", "cardiac_output", "heart_rate",
+                      "drug_concentration"]
     antimony.clearPreviousLoads()
     if antimony.loadAntimonyString(text) < 0:
         raise RuntimeError(antimony.getLastError())
@@ -333,7 +449,7 @@ def run_roadrunner(model: str, vht_members: dict, sample: int) -> dict:
             for name, value in member_dicts(model, vht_members, k).items():
                 rr[f"p_{name}"] = value
         else:
-            c, r = member_dicts(model, vht_members, k)
+            c, r, _ = member_dicts(model, vht_members, k)
             for name in POPULATIONS["B"]:
                 short = name.split(".", 1)[1]
                 rr[f"c_{short}"] = c[short]
@@ -342,9 +458,9 @@ def run_roadrunner(model: str, vht_members: dict, sample: int) -> dict:
                 rr[name] = value
         result = rr.simulate(0.0, float(TS[-1]), TS.size)
         seconds += time.perf_counter() - started
-        prefix = "patient." if model == "A" else "circulation."
-        outputs = {prefix + name: np.asarray(result[:, j + 1])
-                   for j, name in enumerate(selections[1:])}
+        names = ([f"patient.{n}" for n in selections[1:]] if model == "A"
+                 else list(em.MODEL_B_OUTPUTS))  # the selections' order
+        outputs = {name: np.asarray(result[:, j + 1]) for j, name in enumerate(names)}
         deviation = max(deviation, relative_deviation(outputs, vht_members["outputs"], k))
     return {"members": sample, "seconds": seconds, "members_per_second": sample / seconds,
             "max_relative_deviation": deviation, "version": roadrunner.__version__,
@@ -422,18 +538,7 @@ def check_peers_against_vht() -> dict:
         b = em.uva_rhs(0.0, y[:13], p, (y[16], y[17], y[13], y[14]))
         worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-12))))
     out["A"] = worst
-    twin = vht_setup("B")["twin"]
-    base = _base_b()
-    c, r = base["c"], base["r"]
-    y0 = em.circulation_initial_state(c, r)
-    ref = em.circulation_reference(r)
-    worst = float(np.max(np.abs(y0 - np.asarray(twin.initial_state()))))
-    for _ in range(20):
-        y = y0 * (1.0 + 0.05 * rng.standard_normal(y0.size))
-        a = np.asarray(twin.rates(0.0, jnp.asarray(y)))
-        b = em.circulation_rhs(0.0, y, c, r, ref, 0.0, c["systemic_resistance"])
-        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-9))))
-    out["B"] = worst
+    out["B"] = em.check_model_b(vht_setup("B")["twin"])
     del jax
     return out
 
@@ -464,34 +569,43 @@ def _fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
+def _vht_row(label: str, v: dict) -> str:
+    if "members_per_second" not in v:
+        return f"| {label} | - | failed: {v.get('error', '')[:200]} | | | | | | |"
+    return (f"| {label} | {v['members']:,} | {_fmt(v['members_per_second'])} (cold "
+            f"{v['cold_seconds']:.0f} s) | 1 | | 0 | {_fmt(v.get('mean_steps_per_member'))} | "
+            f"{_fmt(v.get('solver_efficiency_per_call'))} | "
+            f"{_fmt(v.get('solver_efficiency_in_loop'))} |")
+
+
 def markdown(report: dict) -> str:
     lines = []
     if report["quick"]:
-        lines += ["**Quick run** (`--quick`: N = 200, few peer members): indicative only.", ""]
+        lines += ["**Quick run** (`--quick`: small N, few peer members): indicative only.", ""]
     lines += [f"24 h scenarios saved every 5 min (289 times), float64, rtol = atol = "
-              f"{RTOL:g} everywhere. vht: `vht.run_sweep` as it is today (vmapped diffrax, "
-              "members in lockstep within a chunk); the fast batch-major integrator of a later "
-              "issue is not in yet.", ""]
+              f"{RTOL:g} everywhere. vht rows are `vht.run_sweep` on one process and one CPU "
+              "device (one core); ratios are against the first vht row of each model, which "
+              "is the integrator `run_sweep` chooses (`auto`). Solver efficiency: RHS "
+              "evaluations per second inside the solver over bare vmapped RHS evaluations, "
+              "per call (jit-dispatched, one chunk) and in a compiled loop (the stricter "
+              "ceiling; see the benchmark's docstring).", ""]
     for model in ("A", "B"):
         m = report["models"][model]
-        v = m["vht"]
         lines += [f"**Model {model}: {TITLES[model]}**", "",
                   "| implementation | members timed | members/s | vht / peer | goal | "
-                  "max rel. deviation from vht | RHS evals/s | solver efficiency |",
-                  "|---|---|---|---|---|---|---|---|"]
-        if "error" in v and "members_per_second" not in v:
-            lines.append(f"| vht | - | failed: {v['error'][:200]} | | | | | |")
-            lines.append("")
-            continue
-        lines.append(f"| vht ({v['runner']}, chunk {v['chunk_size']}) | {v['members']:,} | "
-                     f"{_fmt(v['members_per_second'])} (cold {v['cold_seconds']:.0f} s) | 1 | "
-                     "| 0 | "
-                     f"{_fmt(v.get('rhs_evaluations_per_second'))} | "
-                     f"{_fmt(v.get('solver_efficiency'))} |")
+                  "max rel. deviation from vht | steps per member | efficiency (per call) | "
+                  "efficiency (in loop) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key in ("vht", "vht other"):
+            if key in m:
+                v = m[key]
+                lines.append(_vht_row(f"vht: {v.get('solver', v.get('integrator', '?'))}"
+                                      f"{' (auto)' if key == 'vht' else ''}, chunk "
+                                      f"{v.get('chunk_size', '-')}", v))
         for name, peer in m["peers"].items():
             if "missing" in peer or "error" in peer:
                 lines.append(f"| {name} | - | {peer.get('missing') or peer.get('error')} "
-                             "| | | | | |")
+                             "| | | | | | |")
                 continue
             goal = GOALS.get(name.split(" ")[0])
             verdict = ""
@@ -501,29 +615,42 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {name}: {peer['method']} | {peer['members']} | "
                 f"{_fmt(peer['members_per_second'])} | {_fmt(peer['ratio_vht_over_peer'])} | "
-                f"{verdict} | "
-                f"{peer['max_relative_deviation']:.1e} | "
-                f"{_fmt(peer.get('rhs_evaluations_per_second'))} | "
-                f"{_fmt(peer.get('solver_efficiency'))} |")
-        lines += ["", f"Bare vmapped right-hand side: {_fmt(m['bare_rhs_per_second'])} "
-                  f"evaluations/s (batch {m['bare_rhs_batch']}).", ""]
+                f"{verdict} | {peer['max_relative_deviation']:.1e} | "
+                f"{_fmt(peer.get('steps_per_member'))} | "
+                f"{_fmt(peer.get('solver_efficiency_per_call'))} | "
+                f"{_fmt(peer.get('solver_efficiency_in_loop'))} |")
+        if "bare_rhs_per_call" in m:
+            loop = m["bare_rhs_in_loop"]
+            lines += ["", f"Bare vmapped right-hand side, batch {m['bare_rhs_batch']}: "
+                      f"{_fmt(m['bare_rhs_per_call'])} evaluations/s per call; in a compiled "
+                      f"loop {_fmt(loop['member-major'])} (member-major), "
+                      f"{_fmt(loop['state-major'])} (state-major), "
+                      f"{_fmt(loop['vector per state'])} (a vector per state)."]
+        if m.get("cost_per_member_step"):
+            lines += ["", "Cost per member-step (wall time / (members x steps per member)):",
+                      "", "| implementation | steps per member | microseconds per member-step |",
+                      "|---|---|---|"]
+            for name, row in m["cost_per_member_step"].items():
+                lines.append(f"| {name} | {_fmt(row['steps'])} | {_fmt(row['microseconds'])} |")
+        lines.append("")
     scan = report.get("scan", [])
     if scan:
-        lines += ["**vht throughput against N** (model A, fresh process per N)", "",
-                  "| N | members/s | warm wall [s] | cold first chunk [s] | peak RSS [MiB] |",
-                  "|---|---|---|---|---|"]
+        lines += ["**vht throughput against N** (model A, `auto`, fresh process per N)", "",
+                  "| N | members/s | warm wall [s] | cold first chunk [s] | chunk memory bound "
+                  "[MiB] | peak RSS [MiB] |", "|---|---|---|---|---|---|"]
         for row in scan:
             if "members_per_second" in row:
                 lines.append(f"| {row['members']:,} | {_fmt(row['members_per_second'])} | "
                              f"{row['warm_seconds']:.1f} | {row['cold_seconds']:.1f} | "
+                             f"{row.get('memory_bound_mib', 0):.0f} | "
                              f"{row['peak_rss_mib']:.0f} |")
             else:
                 lines.append(f"| {row['members']:,} | {row.get('skipped') or row.get('error')} "
-                             "| | | |")
+                             "| | | | |")
         lines.append("")
     ranks = report.get("ranks", [])
     if ranks:
-        lines += ["**vht against MPI ranks** (model A)", "",
+        lines += ["**vht against MPI ranks** (model A, `auto`; 2 ranks use both cores)", "",
                   "| ranks | N | members/s | warm wall [s] | peak RSS, all ranks [MiB] |",
                   "|---|---|---|---|---|"]
         for row in ranks:
@@ -535,8 +662,8 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {row.get('ranks')} | | {row.get('error', '')[:200]} | | |")
         lines.append("")
     lines.append(f"Measured on {report['machine']}. Peers' members/s from the members timed "
-                 "(a loop, one member after another); vht's from the whole sweep (N / wall "
-                 "time of run_sweep, compiled beforehand).")
+                 "(a loop, one member after another, one core); vht's from the whole sweep "
+                 "(N / wall time of run_sweep, compiled beforehand).")
     return "\n".join(lines) + "\n"
 
 
@@ -573,88 +700,149 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+@functools.cache
+def bare_rates(model: str, batch: int) -> dict:
+    """Both bare right-hand-side rates at vector width ``batch`` (measured once)."""
+    return {"per_call": bare_rhs_rate(model, batch),
+            "in_loop": bare_rhs_rate_in_loop(model, batch)}
+
+
+def _efficiencies(v: dict, model: str, batch: int, evals: float, seconds: float) -> None:
+    """Efficiency against the bare rates at vector width ``batch``: a vht row's own chunk; for
+    a peer (a loop over members) the auto row's chunk, the ceiling vht is measured against."""
+    bare = bare_rates(model, batch)
+    v["rhs_evaluations"] = evals
+    v["rhs_evaluations_per_second"] = evals / seconds
+    v["bare_rhs_batch"] = batch
+    v["solver_efficiency_per_call"] = v["rhs_evaluations_per_second"] / bare["per_call"]
+    v["solver_efficiency_in_loop"] = v["rhs_evaluations_per_second"] / bare["in_loop"]["best"]
+
+
+def measure_vht(model: str, v: dict, entry: dict, sample: int) -> dict:
+    """Steps, evaluations and efficiencies of a vht row; the first ``sample`` members."""
+    vm = load_vht(v, model, sample)
+    ok = vm["status"] == 0
+    per_step = EVALS_PER_STEP["ensemble" if v["integrator"] == "ensemble"
+                              else f"diffrax {model}"]
+    _efficiencies(v, model, min(v["chunk_size"], v["members"]),
+                  per_step * float(np.sum(vm["n_steps"][ok])), v["warm_seconds"])
+    v["rhs_evaluations_note"] = f"{per_step} x n_steps summed over members" + (
+        " (lower bound)" if per_step == 3 else "")
+    v["mean_steps_per_member"] = float(np.mean(vm["n_steps"][ok]))
+    return vm
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=None,
-                        help="N for the vht sweeps (default 10000; 200 with --quick)")
+                        help="N for model A's auto row (default 10000; 200 with --quick)")
+    parser.add_argument("--members-b", type=int, default=None,
+                        help="N for model B's auto row, vmapped Kvaerno3 (default 1000; 50 "
+                        "with --quick)")
+    parser.add_argument("--members-other", type=int, default=None,
+                        help="N for the comparison rows (default 400; 20 with --quick)")
     parser.add_argument("--quick", action="store_true",
-                        help="N = 200, scan N up to 100, fewer peer members")
-    parser.add_argument("--chunk-size", type=int, default=256)
+                        help="small N everywhere, scan N up to 1000, fewer peer members")
+    parser.add_argument("--chunk-size", type=int, default=1024,
+                        help="chunk size of the batch-major integrator's sweeps")
+    parser.add_argument("--chunk-size-diffrax", type=int, default=256,
+                        help="chunk size of the vmapped diffrax sweeps")
     parser.add_argument("--scan-limit", type=float, default=600.0,
                         help="skip a scan N whose estimated time exceeds this (s)")
     parser.add_argument("--no-scan", action="store_true")
     parser.add_argument("--no-ranks", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=("A", "B"), help=argparse.SUPPRESS)
+    parser.add_argument("--integrator", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    members = args.members or (200 if args.quick else 10_000)
-    if args.quick:
-        samples = {"scipy": 5, "libroadrunner": 20, "simglucose": 2, "scipy per minute": 1}
-        scan_n = [n for n in (1, 10, 100) if n < members] + [members]
+    quick = args.quick
+    members = {"A": args.members or (200 if quick else 10_000),
+               "B": args.members_b or (50 if quick else 1000)}
+    other_members = args.members_other or (20 if quick else 400)
+    if quick:
+        samples = {"scipy": 3, "libroadrunner": 10, "simglucose": 1, "scipy per minute": 1}
+        scan_n = sorted({1, 10, 100, 1000, members["A"]})
     else:
-        samples = {"scipy": 20, "libroadrunner": 100, "simglucose": 3, "scipy per minute": 3}
-        scan_n = sorted({1, 10, 100, 1000, 10_000, 100_000, members})
-    rank_members = members if args.quick else min(members, 2000)
-    report = {"quick": args.quick, "members": members, "rtol": RTOL, "atol": ATOL,
-              "save_times": TS.size, "machine": machine(), "chunk_size": args.chunk_size,
-              "peer_samples": samples, "models": {}}
+        samples = {"scipy": 10, "libroadrunner": 50, "simglucose": 3, "scipy per minute": 2}
+        scan_n = sorted({1, 10, 100, 1000, 10_000, 100_000, members["A"]})
+    rank_members = members["A"]
+    chunks = {"ensemble": args.chunk_size, "diffrax": args.chunk_size_diffrax}
+    report = {"quick": quick, "members": members, "members_other": other_members,
+              "rtol": RTOL, "atol": ATOL, "save_times": TS.size, "machine": machine(),
+              "chunk_sizes": chunks, "peer_samples": samples, "models": {}}
     print("checking the peers' right-hand sides against twin.rates", flush=True)
     report["peer_rhs_max_relative_difference"] = check_peers_against_vht()
     print(f"  {report['peer_rhs_max_relative_difference']}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="vht_ensemble_bench_"))
+    auto = {"A": "ensemble", "B": "diffrax"}
     try:
         for model in ("A", "B"):
             print(f"== model {model}: {TITLES[model]} ==", flush=True)
-            v = run_worker(model, members, args.chunk_size, workdir)
+            chunk = chunks[auto[model]]
+            v = run_worker(model, members[model], chunk, workdir)
             entry = {"title": TITLES[model], "vht": v, "peers": {}}
             report["models"][model] = entry
             if "members_per_second" not in v:
                 print(f"  vht failed: {v.get('error')}", flush=True)
                 continue
-            batch = min(args.chunk_size, members)
+            batch = min(chunk, members[model])
             entry["bare_rhs_batch"] = batch
-            entry["bare_rhs_per_second"] = bare_rhs_rate(model, batch)
-            sample = max(samples.values())
-            vm = load_vht(v, model, min(sample, members))
-            ok = vm["status"] == 0
-            evals = EVALS_PER_STEP[model] * float(np.sum(vm["n_steps"][ok]))
-            v["rhs_evaluations"] = evals
-            v["rhs_evaluations_note"] = (f"{EVALS_PER_STEP[model]} x n_steps summed over "
-                                         "members" + (" (lower bound)" if model == "B" else ""))
-            v["rhs_evaluations_per_second"] = evals / v["warm_seconds"]
-            v["solver_efficiency"] = v["rhs_evaluations_per_second"] / entry[
-                "bare_rhs_per_second"]
-            v["mean_steps_per_member"] = float(np.mean(vm["n_steps"][ok]))
+            entry["bare_rhs_per_call"] = bare_rates(model, batch)["per_call"]
+            entry["bare_rhs_in_loop"] = bare_rates(model, batch)["in_loop"]
+            vm = measure_vht(model, v, entry, min(max(samples.values()), members[model]))
+
+            other = OTHER_INTEGRATOR[model]
+            o = run_worker(model, other_members, min(chunks[other], other_members), workdir,
+                           integrator=other)
+            entry["vht other"] = o
+            if "members_per_second" in o:
+                measure_vht(model, o, entry, 0)
+                o["ratio_auto_over_this"] = v["members_per_second"] / o["members_per_second"]
+
             peers = entry["peers"]
-            k = min(samples["scipy"], members)
+            k = min(samples["scipy"], members[model])
             print(f"  scipy LSODA, {k} members", flush=True)
             peers["scipy"] = run_scipy(model, vm, k)
             if model == "A":
-                k = min(samples["scipy per minute"], members)
+                k = min(samples["scipy per minute"], members[model])
                 print(f"  scipy LSODA restarted every minute, {k} members", flush=True)
                 peers["scipy (per-minute restarts)"] = run_scipy(model, vm, k, every_minute=True)
-            k = min(samples["libroadrunner"], members)
+            k = min(samples["libroadrunner"], members[model])
             print(f"  libroadrunner, {k} members", flush=True)
             peers["libroadrunner"] = run_roadrunner(model, vm, k)
             if model == "A":
-                k = min(samples["simglucose"], members)
+                k = min(samples["simglucose"], members[model])
                 print(f"  simglucose, {k} members", flush=True)
                 peers["simglucose"] = run_simglucose(vm, k)
             for name, peer in peers.items():
                 if "members_per_second" in peer:
                     peer["ratio_vht_over_peer"] = v["members_per_second"] / peer[
                         "members_per_second"]
-                if "rhs_evaluations" in peer:
-                    peer["rhs_evaluations_per_second"] = peer["rhs_evaluations"] / peer[
-                        "seconds"]
-                    peer["solver_efficiency"] = peer["rhs_evaluations_per_second"] / entry[
-                        "bare_rhs_per_second"]
+                if "rhs_evaluations" in peer:  # against the same vectorised ceiling
+                    _efficiencies(peer, model, batch, peer["rhs_evaluations"], peer["seconds"])
                 print(f"    {name}: {json.dumps(peer)}", flush=True)
+            if model == "B":
+                # the stiff model: cost per member-step of each implementation that counts
+                costs = {}
+                for row in (v, o):
+                    if "mean_steps_per_member" in row:
+                        costs[f"vht {row['solver']}"] = {
+                            "steps": row["mean_steps_per_member"],
+                            "microseconds": 1e6 / row["members_per_second"]
+                            / row["mean_steps_per_member"]}
+                rr = peers.get("libroadrunner", {})
+                steps = roadrunner_steps(model) if "members_per_second" in rr else None
+                if steps:
+                    rr["steps_per_member"] = steps
+                    costs["libroadrunner CVODE (BDF)"] = {
+                        "steps": steps, "microseconds": 1e6 / rr["members_per_second"] / steps}
+                entry["cost_per_member_step"] = costs
+                print(f"  cost per member-step: {json.dumps(costs)}", flush=True)
         if not args.no_scan:
             print("== throughput against N (model A) ==", flush=True)
             main_a = report["models"]["A"]["vht"]
@@ -662,20 +850,21 @@ def main() -> None:
             scan = []
             for n in scan_n:
                 estimate = n / rate if rate else None
-                if estimate is not None and estimate > args.scan_limit and n != members:
+                if estimate is not None and estimate > args.scan_limit and n != members["A"]:
                     scan.append({"members": n, "skipped": f"skipped: estimated "
                                  f"{estimate / 60:.0f} min at {rate:.1f} members/s, over the "
                                  f"{args.scan_limit / 60:.0f} min limit"})
                     print(f"  N = {n}: {scan[-1]['skipped']}", flush=True)
                     continue
-                row = main_a if n == members else run_worker("A", n, args.chunk_size, workdir)
+                row = main_a if n == members["A"] else run_worker(
+                    "A", n, min(args.chunk_size, n), workdir)
                 scan.append(dict(row, members=n))
             report["scan"] = scan
         if not args.no_ranks:
             print("== throughput against ranks (model A) ==", flush=True)
             report["ranks"] = []
             for ranks in (1, 2):
-                if ranks == 1 and rank_members == members:
+                if ranks == 1:
                     row = report["models"]["A"]["vht"]
                 else:
                     row = run_worker("A", rank_members, args.chunk_size, workdir, ranks=ranks)

@@ -481,6 +481,11 @@ class UVAPadovaT1D(vht.AbstractOrgan):
                 "subcutaneous_glucose": state["Gs"] / self.Vg,
                 "plasma_insulin": state["Ip"] / self.Vi}
 
+    def held_states(self):
+        # the meal memory and the held action change only at clock ticks (zero rates): a
+        # resting state keeps them at their values
+        return ("last_Qsto", "last_foodtaken", "is_eating", "CHO", "insulin")
+
     def sample(self, t, state):
         """simglucose's ``T1DPatient.step`` bookkeeping at a minute boundary (lines 84-105)."""
         cho = jnp.asarray(self.carb_rate, dtype=state["CHO"].dtype)
