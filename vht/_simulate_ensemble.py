@@ -61,7 +61,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ._scenario import ParameterStep, Scenario, Trigger
-from ._simulate import Solution, Status, _resolve, _sample_count, finish_run
+from ._simulate import Solution, Status, _resolve, _sample_count, _stack, finish_run
 from ._twin import Twin
 
 # -- Dormand-Prince 5(4): Butcher tableau, error weights, continuous extension ------------------
@@ -233,6 +233,7 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         """dy/dt of every member; ``at_edge``: evaluate just before ``t`` (the left limit)."""
         if at_edge is not None:
             t = jnp.where(at_edge, jnp.nextafter(t, -jnp.inf), t)
+
         def one(m, t, a, *y):
             dy = m.forcing.rates(m.twin, t, jnp.stack(y), a)
             return tuple(dy[i] for i in range(n_states))
@@ -472,8 +473,12 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
             offset = c["offset"]
             end_values = trigger_values(t_end, y_end, active) + offset
             crossing = accepted & jnp.any(end_values <= 0.0, axis=1)
-            theta = jnp.where(crossing, locate_crossing(t, h_step, dense, active, offset),
-                              1.0)
+            # the bisection only in the iterations where some member crossed
+            theta = jax.lax.cond(
+                jnp.any(crossing),
+                lambda: jnp.where(crossing, locate_crossing(t, h_step, dense, active, offset),
+                                  1.0),
+                lambda: jnp.ones_like(t))
             t_stop = jnp.where(crossing, t + theta * h_step, t_end)
             y_stop = _where(crossing, _dense(dense, theta), y_end)
             values = trigger_values(t_stop, y_stop, active) + offset
@@ -552,10 +557,6 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
     finish = jax.vmap(lambda m, ys, s: finish_run(m.twin, m.forcing, ts, ys, s, bound_check))
     ys, signals, status, _ = finish(members, final["out"], final["status"])
     return ys, signals, status, final["n_steps"]
-
-
-def _stack(values) -> Array:
-    return jnp.stack(values) if values else jnp.zeros((0,))
 
 
 def simulate_ensemble(

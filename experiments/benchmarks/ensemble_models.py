@@ -3,9 +3,8 @@
 The same equations as the vht organs, written twice more:
 
 - as plain NumPy/``math`` right-hand sides for ``scipy.integrate.solve_ivp``, integrated piece
-  by piece between the scenario's breakpoints (``solve_uva``, ``solve_circulation``,
-  ``solve_model_b``);
-- as Antimony text (``uva_antimony``, ``circulation_antimony``, ``model_b_antimony``) for
+  by piece between the scenario's breakpoints (``solve_uva``, ``solve_model_b``);
+- as Antimony text (``uva_antimony``, ``model_b_antimony``) for
   libroadrunner's CVODE, the scenario written as SBML time events.
 
 Model A, ``physiology_models.glucose_insulin.uva_padova.UVAPadovaT1D`` (simglucose 0.2.11's
@@ -30,10 +29,9 @@ output: the twin ::
 
 with 35 states (``MODEL_B_STATES``; ``model_b_rhs``, ``solve_model_b``, ``model_b_antimony``,
 checked by ``check_model_b``). Its first 24 states alone are ``twins.mean_flow_circulation()``
-(``circulation_rhs``, ``solve_circulation``, ``circulation_antimony``): the drug does not act
-back on the circulation. The rest of the whole-body twin (interstitium, kidney, Bergman) was
-not re-expressed: writing those organs again for scipy and Antimony did not fit this
-benchmark's time budget.
+(``circulation_rhs``): the drug does not act back on the circulation. The rest of the
+whole-body twin (interstitium, kidney, Bergman) was not re-expressed: writing those organs
+again for scipy and Antimony did not fit this benchmark's time budget.
 
 ``check_peers_against_vht`` (in ensemble_throughput.py) compares these right-hand sides with
 ``twin.rates`` at random states before anything is timed.
@@ -400,52 +398,6 @@ def piecewise_parameter(steps, base: float, t: np.ndarray) -> np.ndarray:
     for start, end, v in steps:
         value = np.where((t >= start) & (t < end), v, value)
     return value
-
-
-def solve_circulation(c: dict, r: dict, steps: dict, ts, *, rtol: float, atol: float,
-                      method: str = "LSODA"):
-    """One member's day with scipy ``solve_ivp``, restarted at the scenario's breakpoints.
-
-    ``steps`` maps ``"hemorrhage_rate"`` and ``"systemic_resistance"`` to lists of (start, end,
-    value). Returns (outputs at ts, states at ts, nfev)."""
-    from scipy.integrate import solve_ivp
-
-    ref = circulation_reference(r)
-    edges = sorted({0.0, float(ts[-1])} | {float(e) for v in steps.values() for s in v
-                                            for e in s[:2] if e < ts[-1]})
-    y = circulation_initial_state(c, r)
-    out = np.full((ts.size, y.size), np.nan)
-    nfev = 0
-    for a, b in zip(edges[:-1], edges[1:]):
-        mid = np.array([(a + b) / 2])
-        hem = float(piecewise_parameter(steps.get("hemorrhage_rate", []), c["hemorrhage_rate"],
-                                        mid)[0])
-        res = float(piecewise_parameter(steps.get("systemic_resistance", []),
-                                        c["systemic_resistance"], mid)[0])
-        last = b == edges[-1]
-        mask = (ts >= a) & ((ts < b) | (last & (ts <= b)))
-        t_eval = np.unique(np.append(ts[mask], b))
-        sol = solve_ivp(circulation_rhs, (a, b), y, method=method, t_eval=t_eval, rtol=rtol,
-                        atol=atol, args=(c, r, ref, hem, res))
-        if not sol.success:
-            raise RuntimeError(f"solve_ivp failed on [{a}, {b}]: {sol.message}")
-        keep = np.isin(sol.t, ts[mask])
-        out[mask] = sol.y.T[keep]
-        y = sol.y[:, -1]
-        nfev += sol.nfev
-    hem = piecewise_parameter(steps.get("hemorrhage_rate", []), c["hemorrhage_rate"], ts)
-    res = piecewise_parameter(steps.get("systemic_resistance", []), c["systemic_resistance"], ts)
-    return circulation_outputs(out, c, r, ref, hem, res), out, nfev
-
-
-def circulation_antimony(c: dict, r: dict, steps: dict) -> str:
-    """Model B as Antimony: 24 rate rules (per minute); the scenario's parameter steps as time
-    events. The member parameters are Antimony parameters ``c_<name>`` and ``r_<name>``; the
-    initial volumes are set by the caller (``circulation_initial_state``)."""
-    lines = ["model mean_flow_circulation"] + _circulation_antimony_lines(c, r)
-    lines += _step_events(c, steps)
-    lines.append("end")
-    return "\n".join(lines) + "\n"
 
 
 def _circulation_antimony_lines(c: dict, r: dict) -> list[str]:

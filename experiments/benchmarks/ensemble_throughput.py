@@ -239,22 +239,28 @@ def load_vht(summary: dict, model: str, sample: int) -> dict:
         ds.close()
 
 
+def _rhs_inputs(model: str, batch: int):
+    """The twin, ``batch`` members' sampled parameters, states near the initial state and
+    times: the inputs of the bare right-hand-side measurements."""
+    _jax()
+    import jax.numpy as jnp
+
+    twin = vht_setup(model)["twin"]
+    rng = np.random.default_rng(1)
+    base = twin.parameters()
+    params = {n: jnp.asarray(float(base[n]) * np.exp(0.1 * rng.standard_normal(batch)))
+              for n in POPULATIONS[model]}
+    y0 = np.asarray(twin.initial_state())
+    ys = jnp.asarray(y0 * (1.0 + 0.01 * rng.standard_normal((batch, y0.size))))
+    return twin, params, ys, jnp.asarray(rng.uniform(0.0, 1440.0, batch))
+
+
 def bare_rhs_rate(model: str, batch: int, seconds: float = 2.0) -> float:
     """Right-hand-side evaluations per second of jit(vmap(twin.replace(p).rates)) on a batch of
     ``batch`` members (the vector width inside a chunk), states near the initial state."""
     jax = _jax()
-    import jax.numpy as jnp
 
-    setup = vht_setup(model)
-    twin = setup["twin"]
-    names = list(POPULATIONS[model])
-    rng = np.random.default_rng(1)
-    base = twin.parameters()
-    params = {n: jnp.asarray(float(base[n]) * np.exp(0.1 * rng.standard_normal(batch)))
-              for n in names}
-    y0 = np.asarray(twin.initial_state())
-    ys = jnp.asarray(y0 * (1.0 + 0.01 * rng.standard_normal((batch, y0.size))))
-    t = jnp.asarray(rng.uniform(0.0, 1440.0, batch))
+    twin, params, ys, t = _rhs_inputs(model, batch)
     f = jax.jit(jax.vmap(lambda p, t, y: twin.replace(p).rates(t, y)))
     jax.block_until_ready(f(params, t, ys))
     calls, started = 0, time.perf_counter()
@@ -265,6 +271,19 @@ def bare_rhs_rate(model: str, batch: int, seconds: float = 2.0) -> float:
     return calls * batch / (time.perf_counter() - started)
 
 
+def _best_time(program, *args, repeats: int = 3) -> float:
+    """Fastest of ``repeats`` timed calls of a compiled program (compiled by a first call)."""
+    import jax
+
+    jax.block_until_ready(program(*args))
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(program(*args))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def bare_rhs_rate_in_loop(model: str, batch: int, evaluations: int = 200) -> dict:
     """Right-hand-side evaluations per second of the vmapped ``twin.rates`` evaluated
     ``evaluations`` times inside one compiled ``fori_loop`` (no dispatch), in three layouts:
@@ -273,15 +292,7 @@ def bare_rhs_rate_in_loop(model: str, batch: int, evaluations: int = 200) -> dic
     jax = _jax()
     import jax.numpy as jnp
 
-    twin = vht_setup(model)["twin"]
-    names = list(POPULATIONS[model])
-    rng = np.random.default_rng(1)
-    base = twin.parameters()
-    params = {n: jnp.asarray(float(base[n]) * np.exp(0.1 * rng.standard_normal(batch)))
-              for n in names}
-    y0 = np.asarray(twin.initial_state())
-    ys = jnp.asarray(y0 * (1.0 + 0.01 * rng.standard_normal((batch, y0.size))))
-    t = jnp.asarray(rng.uniform(0.0, 1440.0, batch))
+    twin, params, ys, t = _rhs_inputs(model, batch)
     rates = {}
     for layout, axis in (("member-major", 0), ("state-major", 1)):
         f = jax.vmap(lambda p, t, y: twin.replace(p).rates(t, y), in_axes=(0, 0, axis),
@@ -292,16 +303,10 @@ def bare_rhs_rate_in_loop(model: str, batch: int, evaluations: int = 200) -> dic
             return jax.lax.fori_loop(0, evaluations,
                                      lambda i, y: y + 1e-12 * f(params, t + i, y), y)
 
-        y = ys if axis == 0 else ys.T
-        jax.block_until_ready(loop(params, t, y))
-        best = math.inf
-        for _ in range(3):
-            started = time.perf_counter()
-            jax.block_until_ready(loop(params, t, y))
-            best = min(best, time.perf_counter() - started)
-        rates[layout] = evaluations * batch / best
+        rates[layout] = evaluations * batch / _best_time(loop, params, t,
+                                                         ys if axis == 0 else ys.T)
     # one (batch,) vector per state, the layout of vht.simulate_ensemble
-    n = y0.size
+    n = ys.shape[1]
 
     def components(params, t, *y):
         dy = twin.replace(params).rates(t, jnp.stack(y))
@@ -316,13 +321,7 @@ def bare_rhs_rate_in_loop(model: str, batch: int, evaluations: int = 200) -> dic
         return jax.lax.fori_loop(0, evaluations, body, y)
 
     rows = tuple(ys[:, i] for i in range(n))
-    jax.block_until_ready(loop_rows(params, t, rows))
-    best = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        jax.block_until_ready(loop_rows(params, t, rows))
-        best = min(best, time.perf_counter() - started)
-    rates["vector per state"] = evaluations * batch / best
+    rates["vector per state"] = evaluations * batch / _best_time(loop_rows, params, t, rows)
     rates["best"] = max(rates.values())
     return rates
 
@@ -740,7 +739,8 @@ def main() -> None:
                         help="N for model B's auto row, vmapped Kvaerno3 (default 1000; 50 "
                         "with --quick)")
     parser.add_argument("--members-other", type=int, default=None,
-                        help="N for the comparison rows (default 400; 20 with --quick)")
+                        help="N for the comparison rows (default 400 for model A and 64 for "
+                        "model B, whose explicit steps are stability-limited; 20 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="small N everywhere, scan N up to 1000, fewer peer members")
     parser.add_argument("--chunk-size", type=int, default=1024,
@@ -763,7 +763,8 @@ def main() -> None:
     quick = args.quick
     members = {"A": args.members or (200 if quick else 10_000),
                "B": args.members_b or (50 if quick else 1000)}
-    other_members = args.members_other or (20 if quick else 400)
+    other_members = {model: args.members_other or (20 if quick else n)
+                     for model, n in (("A", 400), ("B", 64))}
     if quick:
         samples = {"scipy": 3, "libroadrunner": 10, "simglucose": 1, "scipy per minute": 1}
         scan_n = sorted({1, 10, 100, 1000, members["A"]})
@@ -797,8 +798,8 @@ def main() -> None:
             vm = measure_vht(model, v, entry, min(max(samples.values()), members[model]))
 
             other = OTHER_INTEGRATOR[model]
-            o = run_worker(model, other_members, min(chunks[other], other_members), workdir,
-                           integrator=other)
+            o = run_worker(model, other_members[model],
+                           min(chunks[other], other_members[model]), workdir, integrator=other)
             entry["vht other"] = o
             if "members_per_second" in o:
                 measure_vht(model, o, entry, 0)
