@@ -236,3 +236,8 @@ class AbstractOrgan(eqx.Module):
     def parameter_values(self) -> dict[str, Array]:
         """The current parameter values, keyed by field name."""
         return {name: getattr(self, name) for name in self.parameter_info()}
+
+    def with_parameter(self, name: str, value: Array) -> AbstractOrgan:
+        """A copy with parameter ``name`` set to ``value`` (an organ that keeps its parameters
+        elsewhere than in fields, such as an imported SBML model, overrides this)."""
+        return eqx.tree_at(lambda organ: getattr(organ, name), self, value)

@@ -137,6 +137,11 @@ class Twin(eqx.Module):
                 raise ValueError(f"input {target!r} is connected twice (from {fed[target]!r} "
                                  f"and {source!r})")
             fed[target] = source
+            for port, unit in ((source, outputs[s_port].unit), (target, inputs[t_port].unit)):
+                if unit == "unknown":
+                    raise ValueError(f"connection {source!r} -> {target!r}: {port!r} has no "
+                                     "declared unit (its SBML file does not say); declare it "
+                                     "at import: vht.import_sbml(..., units={'<id>': '<unit>'})")
             try:
                 factor = conversion_factor(outputs[s_port].unit, inputs[t_port].unit)
             except ValueError as error:
@@ -184,8 +189,9 @@ class Twin(eqx.Module):
 
     def _check_parameters(self):
         for name, organ in zip(self.names, self.organs):
+            values = organ.parameter_values()
             for pname, info in organ.parameter_info().items():
-                value = getattr(organ, pname)
+                value = values[pname]
                 if not _is_concrete(value):
                     continue
                 value = np.asarray(value)
@@ -355,9 +361,11 @@ class Twin(eqx.Module):
         twin = self
         for qualified_name, value in values.items():
             index, field = self._locate(qualified_name)
-            old = getattr(twin.organs[index], field)
+            organ = twin.organs[index]
+            old = organ.parameter_values()[field]
             new = jnp.asarray(value, dtype=jnp.result_type(old))
-            twin = eqx.tree_at(lambda tw, i=index, f=field: getattr(tw.organs[i], f), twin, new)
+            twin = eqx.tree_at(lambda tw, i=index: tw.organs[i], twin,
+                               organ.with_parameter(field, new))
         return twin
 
     # -- the vector field ------------------------------------------------------------------
