@@ -14,8 +14,7 @@ from common_twins import one_compartment_oral_concentration
 import vht
 from physiology_models.pharmacology import EffectCompartment
 
-DATA = Path(__file__).parent / "data" / "sbml"
-ORAL_PK = DATA / "oral_pk.xml"
+ORAL_PK = Path(__file__).parents[1] / "experiments" / "sbml" / "models" / "oral_pk.xml"
 
 
 def _document(body: str, extra_namespaces: str = "", model_attributes: str = "") -> str:

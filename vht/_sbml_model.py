@@ -346,7 +346,9 @@ def read_model(document, *, units: Mapping[str, str] | None = None,
         symbol_units[sid] = element_unit(s, units)
         symbol_units[sid + AMOUNT] = element_unit(s, units, amount=True)
     for rid, reaction in zip(reaction_rates, model.getListOfReactions()):
-        symbol_units[rid] = element_unit(reaction, units)
+        law = reaction.getKineticLaw()  # a reaction's rate has its kinetic law's units
+        symbol_units[rid] = (units[rid] if rid in units else element_unit(law, units)
+                             if law is not None and law.isSetMath() else "unknown")
     states = []
     for sid in state_symbols:
         states.append((sid, sid, symbol_units.get(sid, "dimensionless")))

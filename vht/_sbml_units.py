@@ -35,12 +35,48 @@ _KINDS = {  # SBML unit kind -> pint name (None: not representable)
 }
 
 
+_PREFIXES = {-15: "femto", -12: "pico", -9: "nano", -6: "micro", -3: "milli", -2: "centi",
+             -1: "deci", 3: "kilo", 6: "mega", 9: "giga"}
+_TIMES = {60.0: "minute", 3600.0: "hour", 86400.0: "day", 604800.0: "week"}
+
+
+def _readable(unit, kind: str) -> str | None:
+    """One SBML base unit as a pint name with an SI prefix or a named time unit, or None."""
+    multiplier, scale, exponent = unit.getMultiplier(), unit.getScale(), unit.getExponentAsDouble()
+    if kind == "dimensionless":
+        return None if multiplier != 1 or scale != 0 else ""
+    if multiplier == 1 and scale == 0:
+        name = kind
+    elif multiplier == 1 and scale in _PREFIXES and kind != "kilogram":
+        name = _PREFIXES[scale] + kind
+    elif kind == "second" and scale == 0 and float(multiplier) in _TIMES:
+        name = _TIMES[float(multiplier)]
+    else:
+        return None
+    return name if exponent == 1 else f"{name} ** {exponent:g}"
+
+
 def unit_string(definition) -> str:
-    """vht's unit string of a libsbml ``UnitDefinition`` (``"unknown"`` if not representable)."""
+    """vht's unit string of a libsbml ``UnitDefinition`` (``"unknown"`` if not representable):
+    a readable pint expression where one exists (``milligram * litre ** -1``, ``hour ** -1``),
+    else a unit defined in the registry for the definition's factor."""
     import libsbml
 
     if definition is None or definition.getNumUnits() == 0:
         return UNKNOWN
+    readable = []
+    for k in range(definition.getNumUnits()):
+        unit = definition.getUnit(k)
+        kind = _KINDS.get(libsbml.UnitKind_toString(unit.getKind()))
+        part = _readable(unit, kind) if kind else None
+        if part is None:
+            break
+        if part:
+            readable.append(part)
+    else:
+        text = " * ".join(readable) if readable else "dimensionless"
+        parse_unit(text)
+        return text
     factor, parts = 1.0, []
     for k in range(definition.getNumUnits()):
         unit = definition.getUnit(k)

@@ -1,23 +1,28 @@
 """Conformance harness: vht.import_sbml on the SBML Test Suite's 687 ODE cases.
 
-    python -m experiments.sbml.test_suite [--cases 00001 00002 ...] [--workers 2]
-                                          [--subset] [--write]
+    python -m experiments.sbml.conformance [--cases 00001 00002 ...] [--workers 2]
+                                           [--write] [--record] [--per-case]
 
-Each case is imported (the file of the highest SBML level it ships, Level 3 Version 2 for
-most), simulated over the case's own time course with ``vht.simulate`` (Tsit5 at rtol 1e-10,
-atol 1e-13; Kvaerno5 when Tsit5 runs out of steps), and every listed variable is compared with
-the expected results under the case's own tolerances: a point passes when
+Each case is imported with ``vht.import_sbml`` (the file of the highest SBML level it ships,
+Level 3 Version 2 for most), solved over the results' own time points with diffrax (Tsit5 at
+rtol 1e-10, atol 1e-13; Kvaerno5 when Tsit5 cannot finish), and every listed variable is
+compared with the expected results under the case's own tolerances: a point passes when
 |computed - expected| <= absolute + relative * |expected| (non-finite expected values must be
 matched exactly). Amount and concentration columns follow the case's settings.
 
 A case fails as "unsupported" when the importer refuses a construct (an ``UnsupportedSBML``
 naming it), as "error" when anything else raises, and as "mismatch" with the first variable
 and time that differ. ``--write`` stores the per-case outcomes in
-``experiments/sbml/results/test_suite.json`` and a summary table in ``test_suite.md``;
-``--subset`` runs the stratified subset that CI runs (``SUBSET`` below).
+``experiments/sbml/results/conformance.json`` and a summary table in ``conformance.md``
+(included in the docs); ``--record`` stores each batch's passing cases in
+``tests/data/sbml_test_suite/recorded.json``, the counts ``tests/test_sbml_conformance.py``
+holds CI to.
 
-Every case is a new model, so each compiles its own programs (1-3 s on 2 cores): the full run
-spreads the cases over ``--workers`` processes.
+Every case is a new model: solved through its organ with ``vht.simulate`` (``--per-case``)
+each compiles its own programs (2-3 s on 2 cores, 15 minutes for the suite). By default the
+cases run in batches of ``--batch-size``, each batch one compiled program that interprets the
+models' right-hand sides as tapes (``experiments/sbml/tape.py``; each tape checked against its
+organ), spread over ``--workers`` processes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ARCHIVE = ROOT / "tests" / "data" / "sbml_test_suite" / "sbml_test_suite_ode_cases.tgz"
 RESULTS = HERE / "results"
+RECORD = ROOT / "tests" / "data" / "sbml_test_suite" / "recorded.json"
 LEVELS = ("l3v2", "l3v1", "l2v5", "l2v4", "l2v3", "l2v2", "l2v1")
 
 
@@ -178,8 +184,95 @@ def _compare(case, case_dir, conf, ts, values, started, species) -> dict:
             case.update(outcome="pass", worst_error_over_tolerance=worst)
     except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
         case.update(outcome="error", reason=f"{type(error).__name__}: {str(error)[:300]}")
+    case.setdefault("seconds", round(time.perf_counter() - started, 2))
+    return case
+
+
+def prepare(case_dir: Path) -> dict:
+    """Import a case and lower it to a tape, checked against the organ at the initial state:
+    ``{"case": ...}`` with ``outcome`` set if it already failed, else the pieces to solve."""
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    import vht
+
+    from .tape import lower
+
+    started = time.perf_counter()
+    case = {"case": case_dir.name, **tags(case_dir)}
+    try:
+        conf = settings(case_dir)
+        organ = vht.import_sbml(model_file(case_dir), time_unit="min")
+        tape = lower(organ)
+        state = organ.initial_state()
+        y0 = np.array([float(state[s.name]) for s in organ.states])
+        ours = np.array([float(v) for v in organ.rates(0.0, state, {}).values()])
+        times, _ = expected(case_dir)
+        case["_prepared"] = (conf, tape, y0, np.asarray(times), organ.spec.species, ours)
+    except vht.UnsupportedSBML as error:
+        case.update(outcome="unsupported", reason=str(error)[:300])
+    except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
+        case.update(outcome="error", reason=f"{type(error).__name__}: {str(error)[:300]}")
     case["seconds"] = round(time.perf_counter() - started, 2)
     return case
+
+
+def _symbol_values(tape, registers, species) -> dict:
+    values = {key: registers[:, reg] for key, reg in tape.index.items() if isinstance(key, str)}
+    for sid, compartment, concentration in species:
+        if sid + ":amount" not in values:
+            values[sid + ":amount"] = (values[sid] * values[compartment] if concentration
+                                       else values[sid])
+    return values
+
+
+def solve_batch(directory: Path, ids: list[str], progress: bool = False) -> list[dict]:
+    """Prepare cases, solve all of them in one compiled program per solver (Tsit5, then
+    Kvaerno5 for those Tsit5 could not finish) and compare."""
+    import numpy as np
+
+    from .tape import run_tapes
+
+    cases = [prepare(directory / case) for case in ids]
+    pending = [c for c in cases if "_prepared" in c]
+    for solver in ("Tsit5", "Kvaerno5"):
+        if not pending:
+            break
+        started = time.perf_counter()
+        registers, ok, initial_rates = run_tapes([c["_prepared"][1] for c in pending],
+                                                 [c["_prepared"][2] for c in pending],
+                                                 [c["_prepared"][3] for c in pending],
+                                                 solver=solver)
+        share = (time.perf_counter() - started) / len(pending)
+        retry = []
+        for case, regs, good, theirs in zip(pending, registers, ok, initial_rates):
+            case["seconds"] = round(case["seconds"] + share, 2)
+            ours = case["_prepared"][5]
+            same = (np.isclose(ours, theirs, rtol=1e-12, atol=0.0) |
+                    (np.isnan(ours) & np.isnan(theirs)) | (ours == theirs))
+            if not np.all(same):
+                case.pop("_prepared")
+                case.update(outcome="error", reason="the tape's right-hand side differs from "
+                            f"the organ's at the initial state: {theirs} vs {ours}")
+                continue
+            if not good and solver == "Tsit5":
+                retry.append(case)
+                continue
+            conf, tape, _, ts, species, _ = case.pop("_prepared")
+            if not good:
+                case.update(outcome="error", reason="the solver failed (Tsit5 and Kvaerno5)")
+                continue
+            case["solver"] = solver
+            _compare(case, directory / case["case"], conf, ts,
+                     _symbol_values(tape, regs, species), time.perf_counter(), species)
+        if progress:
+            print(f"  {len(pending)} cases with {solver}: {share * len(pending):.1f} s",
+                  flush=True)
+        pending = retry
+    for case in cases:
+        case.pop("_prepared", None)
+    return cases
 
 
 def _run_many(directory: Path, ids: list[str], progress: bool) -> list[dict]:
@@ -193,15 +286,25 @@ def _run_many(directory: Path, ids: list[str], progress: bool) -> list[dict]:
 
 
 def run_all(ids: list[str] | None = None, workers: int = 2, directory: Path | None = None,
-            progress: bool = True) -> list[dict]:
-    """Run cases (default all) in ``workers`` processes; the outcomes in case order."""
+            progress: bool = True, per_case: bool = False, batch_size: int = 120) -> list[dict]:
+    """Run cases (default all) in ``workers`` processes; the outcomes in case order.
+
+    Batched (default): cases in batches of ``batch_size``, each batch one compiled solve of
+    its models' tapes. ``per_case``: each case imported and solved by ``vht.simulate`` on its
+    own organ (a compilation per case: the reference path, slower)."""
     directory = unpack(directory)
     ids = ids or case_ids(directory)
-    if workers <= 1:
-        return _run_many(directory, ids, progress)
-    shares = [ids[k::workers] for k in range(workers)]
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(_run_many, [directory] * workers, shares, [progress] * workers))
+    if per_case:
+        work, groups = _run_many, [ids[k::workers] for k in range(workers)]
+    else:
+        work = solve_batch
+        groups = [ids[k:k + batch_size] for k in range(0, len(ids), batch_size)]
+    if workers <= 1 or len(groups) == 1:
+        parts = [work(directory, group, progress) for group in groups]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(work, [directory] * len(groups), groups,
+                                  [progress] * len(groups)))
     return sorted((c for part in parts for c in part), key=lambda c: c["case"])
 
 
@@ -216,13 +319,20 @@ def summary(outcomes: list[dict]) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", help="case ids (default: all 687)")
-    parser.add_argument("--subset", action="store_true", help="the stratified CI subset")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--write", action="store_true", help="store the outcomes")
+    parser.add_argument("--per-case", action="store_true",
+                        help="solve each case with vht.simulate on its organ (one compilation "
+                        "per case) instead of batched tapes")
+    parser.add_argument("--batch-size", type=int, default=120)
+    parser.add_argument("--record", action="store_true",
+                        help="record each batch's passing cases for tests/test_sbml_conformance"
+                        ".py (the counts CI must keep)")
     args = parser.parse_args(argv)
-    ids = args.cases or (list(SUBSET) if args.subset else None)
+    ids = args.cases or None
     started = time.perf_counter()
-    outcomes = run_all(ids, workers=args.workers)
+    outcomes = run_all(ids, workers=args.workers, per_case=args.per_case,
+                       batch_size=args.batch_size)
     result = summary(outcomes)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
@@ -233,13 +343,37 @@ def main(argv=None) -> dict:
             print(f"{case['case']} {case['outcome']}: {detail}")
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "test_suite.json").write_text(json.dumps(
+        (RESULTS / "conformance.json").write_text(json.dumps(
             {"summary": result, "cases": outcomes}, indent=1) + "\n")
+        (RESULTS / "conformance.md").write_text(markdown(result, outcomes))
+    if args.record:
+        if ids is not None:
+            raise SystemExit("--record needs the full run (no --cases, no --subset)")
+        passed = {c["case"] for c in outcomes if c["outcome"] == "pass"}
+        every = [c["case"] for c in outcomes]
+        batches = [every[k:k + args.batch_size] for k in range(0, len(every), args.batch_size)]
+        RECORD.write_text(json.dumps({"note": "written by python -m experiments.sbml."
+                                      "conformance --record", "passed": len(passed),
+                                      "batches": [{"cases": b, "passed": [c for c in b
+                                                                          if c in passed]}
+                                                  for b in batches]}, indent=1) + "\n")
     return result
 
 
-SUBSET: tuple[str, ...] = ()
-"""The stratified subset CI runs (filled in from a full run; see ``--subset``)."""
+def markdown(result: dict, outcomes: list[dict]) -> str:
+    """The summary table of a run, for the docs."""
+    lines = [f"**{result['passed']} of {result['cases']} cases pass** "
+             f"({result.get('wall_seconds', '-')} s wall on this machine).", "",
+             "| outcome | cases |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(result["counts"].items())]
+    failing = [c for c in outcomes if c["outcome"] != "pass"]
+    if failing:
+        lines += ["", "| case | outcome | why |", "|---|---|---|"]
+        for c in failing:
+            why = c.get("reason") or (f"{c.get('variable')} at t = {c.get('time')}: "
+                                      f"{c.get('got')} instead of {c.get('expected')}")
+            lines.append(f"| {c['case']} | {c['outcome']} | {str(why).replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
