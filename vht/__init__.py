@@ -49,6 +49,7 @@ from ._plots import plot_signal as plot_signal
 from ._results import load_dataset as load_dataset
 from ._results import save_dataset as save_dataset
 from ._results import to_dataset as to_dataset
+from ._sbml_export import export_sbml as export_sbml
 from ._sbml_math import UnsupportedSBML as UnsupportedSBML
 from ._sbml_organ import SBMLOrgan as SBMLOrgan
 from ._sbml_organ import import_sbml as import_sbml
