@@ -18,6 +18,8 @@ The public API, in the order a user meets it:
 - twin files: ``builder``, ``save_twin``, ``load_twin``, ``load_posterior``;
 - units and time: ``TIME_UNIT`` (minutes), ``HOUR``, ``DAY``, ``unit_registry``,
   ``conversion_factor``;
+- what-if: ``read_whatif``, ``run_whatif``, ``write_whatif``, ``ScenarioFileError`` (the
+  scenario files of ``vht whatif``);
 - plots and diagrams: ``plot_signal``, ``twin_diagram``;
 - distributed: ``vht.distributed`` (the collectives; the one module that imports mpi4jax).
 """
@@ -85,3 +87,8 @@ from ._virtual_population import AdultCovariates as AdultCovariates
 from ._virtual_population import Allometry as Allometry
 from ._virtual_population import LogNormal as LogNormal
 from ._virtual_population import VirtualPopulation as VirtualPopulation
+from ._whatif import WhatIfResult as WhatIfResult
+from ._whatif import run_whatif as run_whatif
+from ._whatif import write_whatif as write_whatif
+from ._whatif_file import ScenarioFileError as ScenarioFileError
+from ._whatif_file import read_whatif as read_whatif

@@ -3,6 +3,8 @@
     vht run EXPERIMENT [ARGS...]   run an experiment file or module (its main(argv))
     vht sweep EXPERIMENT           run (or resume) an ensemble sweep: the file's sweep()
                                    returns a vht.Sweep; the same under mpirun -n K / srun
+    vht whatif SCENARIO.toml       compare treatment arms on one patient's twin: HDF5 results
+                                   and a self-contained HTML report
     vht info                       versions, devices, MPI
     vht inspect FILE               summarise a twin file or a results file
 
@@ -77,6 +79,62 @@ def _sweep(args) -> int:
               f"{manifest['acceptance_rate']:.3f}; chunks computed by this run: "
               f"{manifest['chunks_computed_by_this_run']} of {manifest['n_chunks']}; "
               f"integrator: {manifest['solver']}")
+    return 0
+
+
+def enable_compilation_cache(location: str | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache, so that a second run of the same command
+    skips compilation. Location: ``location``, else $JAX_COMPILATION_CACHE_DIR, else
+    $VHT_CACHE_DIR/jax, else ~/.cache/vht/jax; "off" (or VHT_CACHE_DIR=off) disables it."""
+    import os
+
+    import jax
+
+    env = os.environ
+    chosen = location
+    if chosen is None:
+        if env.get("VHT_CACHE_DIR") == "off":
+            return None
+        chosen = env.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+            env.get("VHT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vht"),
+            "jax")
+    if chosen == "off":
+        return None
+    jax.config.update("jax_compilation_cache_dir", chosen)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return chosen
+
+
+def _whatif(args) -> int:
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    started = time.perf_counter()
+    enable_compilation_cache(args.cache)
+    from ._whatif import run_whatif, write_whatif
+    from ._whatif_file import ScenarioFileError
+
+    try:
+        result = run_whatif(Path(args.scenario), progress=not args.no_progress)
+    except ScenarioFileError as error:
+        print(f"vht whatif: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("results") / "whatif" / Path(args.scenario).stem
+    files = write_whatif(result, out)
+    print(f"vht whatif: {result.spec.title}")
+    width = max(len(r["arm"]) for r in result.outcomes)
+    for row in result.outcomes:
+        print(f"  {row['arm']:<{width}}  {row['outcome']}: {row['median']:.4g} "
+              f"[{row['low']:.4g}, {row['high']:.4g}] {row['unit']}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    for arm, statuses in result.failures.items():
+        print(f"  warning: arm {arm!r} has failed members ({', '.join(statuses)})")
+    print(f"  results: {files['results']}")
+    print(f"  report:  {files['report']}")
+    print(f"  {time.perf_counter() - started:.1f} s from command to report")
     return 0
 
 
@@ -162,6 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-mpi", action="store_true",
                        help="run every chunk in this process even if MPI is available")
     sweep.set_defaults(handler=_sweep)
+    whatif = sub.add_parser(
+        "whatif", help="compare treatment arms on one patient's twin",
+        description="Run the treatment arms of a what-if scenario file (TOML: the patient, "
+        "events, arms, outcomes, uncertainty) on the patient's twin, and write the "
+        "trajectories (HDF5) and a self-contained HTML report with 90 %% bands and an outcome "
+        "table. Example: vht whatif experiments/whatif/t1d_insulin.toml")
+    whatif.add_argument("scenario", help="the scenario file (.toml)")
+    whatif.add_argument("--out", help="output folder (default results/whatif/<file name>)")
+    whatif.add_argument("--cache", help="JAX compilation cache folder, or 'off' (default "
+                        "~/.cache/vht/jax, or $VHT_CACHE_DIR/jax)")
+    whatif.add_argument("--no-progress", action="store_true", help="no progress bar")
+    whatif.set_defaults(handler=_whatif)
     info = sub.add_parser("info", help="versions, devices and MPI status",
                           description="Print the versions of vht and its numerical stack, the "
                           "JAX devices, and whether MPI is available.")

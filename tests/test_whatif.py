@@ -1,0 +1,149 @@
+"""`vht whatif`: a scenario file run end to end on a UVA/Padova virtual patient (population
+uncertainty, three insulin arms, the correction controller in the loop), its HDF5 results
+and its HTML report as headless Chromium renders it."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from report_browser import open_in_chromium
+
+import vht
+from vht import cli
+from vht._whatif import build
+from vht._whatif_file import read_whatif
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("whatif_t1d")
+
+SCENARIO = textwrap.dedent("""\
+    title = "adolescent#002: do half boluses need a correction?"
+    horizon = "12 h"
+
+    [patient]
+    virtual = "uva_padova/adolescent#002"
+
+    [uncertainty]
+    source = "population"
+    members = 8
+    seed = 3
+    cv = { "patient.kabs" = 0.3, "patient.Vmx" = 0.2 }
+
+    [[events]]
+    kind = "meal"
+    time = "1 h"
+    carbs = "60 g"
+
+    [[events]]
+    kind = "meal"
+    time = "6 h"
+    carbs = "80 g"
+
+    [[arms]]
+    name = "basal only"
+    treatments = [ { kind = "basal_insulin", rate = "0.8 U/h" } ]
+
+    [[arms]]
+    name = "half boluses"
+    treatments = [
+      { kind = "basal_insulin", rate = "0.8 U/h" },
+      { kind = "meal_bolus", carb_ratio = "20 g/U" },
+    ]
+
+    [[arms]]
+    name = "half boluses + correction above 170"
+    treatments = [
+      { kind = "basal_insulin", rate = "0.8 U/h" },
+      { kind = "meal_bolus", carb_ratio = "20 g/U" },
+      { kind = "correction_insulin", above = "170 mg/dL", until = "155 mg/dL", rate = "3 U/h" },
+    ]
+
+    [[outcomes]]
+    kind = "time_in_range"
+    low = "70 mg/dL"
+    high = "180 mg/dL"
+
+    [[outcomes]]
+    kind = "time_below"
+    threshold = "70 mg/dL"
+
+    [[outcomes]]
+    kind = "mean"
+    name = "mean glucose after the first meal"
+    signal = "patient.glucose"
+    start = "1 h"
+    """)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("whatif")
+    scenario = folder / "half_boluses.toml"
+    scenario.write_text(SCENARIO)
+    status = cli.main(["whatif", str(scenario), "--out", str(folder / "out"), "--no-progress",
+                       "--cache", os.environ["JAX_COMPILATION_CACHE_DIR"]])
+    return status, folder / "out"
+
+
+def test_the_command_writes_results_and_report(run, capsys):
+    status, out = run
+    assert status == 0
+    assert (out / "whatif.h5").is_file() and (out / "report.html").is_file()
+    dataset = vht.load_dataset(out / "whatif.h5")
+    glucose = dataset["patient.glucose"]
+    assert glucose.dims == ("arm", "member", "time")
+    assert glucose.shape == (3, 8, 145) and glucose.attrs["units"] == "mg/dL"
+    assert list(dataset["arm"].values) == ["basal only", "half boluses",
+                                           "half boluses + correction above 170"]
+    assert np.all(dataset["status"].values == 0)
+    assert dataset["parameter.patient.kabs"].shape == (8,)
+    assert dataset.attrs["scenario_sha256"]
+
+
+def test_the_arms_move_glucose_in_the_physiological_direction(run):
+    _, out = run
+    glucose = vht.load_dataset(out / "whatif.h5")["patient.glucose"].values
+    after = np.s_[:, :, 12:]  # from the first meal on
+    mean = np.mean(glucose[after], axis=2)  # arm x member
+    # member by member: boluses lower glucose, and the controller lowers it further
+    assert np.all(mean[1] < mean[0] - 10.0)
+    assert np.all(mean[2] < mean[1] - 2.0)
+    # the controller acts only above its threshold: before the first meal the arms coincide
+    np.testing.assert_allclose(glucose[0, :, :12], glucose[2, :, :12], rtol=1e-9)
+
+
+def test_the_report_renders_in_headless_chromium(run):
+    _, out = run
+    page = open_in_chromium(out / "report.html")
+    assert page["requests"] == [] and page["console_errors"] == [] and page["page_errors"] == []
+    assert page["h1"] == "adolescent#002: do half boluses need a correction?"
+    assert page["arms"] == ["basal only", "half boluses", "half boluses + correction above 170"]
+    assert page["rows"] == 3
+    for cell in page["cells"]:
+        low, median, high = (float(cell[k]) for k in ("low", "median", "high"))
+        assert np.isfinite([low, median, high]).all() and low <= median <= high
+    assert page["images"] and all(i["width"] > 0 and i["height"] > 0 and i["naturalWidth"] > 0
+                                  for i in page["images"])
+    assert page["ink_fraction"] > 0.01
+
+
+def test_a_meaning_error_stops_the_command_with_its_line(tmp_path, capsys):
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(SCENARIO.replace('carbs = "80 g"', 'carbs = "80"'))
+    status = cli.main(["whatif", str(scenario), "--out", str(tmp_path / "out"), "--cache",
+                       "off"])
+    assert status == 2
+    line = SCENARIO.splitlines().index('carbs = "80 g"') + 1
+    assert (f"bad.toml:{line}: events[1].carbs: '80' has no unit"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_example_files_build():
+    for path in sorted((ROOT / "experiments" / "whatif").glob("*.toml")):
+        twin, members, arms, outcomes, warnings, _ = build(read_whatif(path))
+        assert len(arms) >= 3 and outcomes, path
