@@ -210,3 +210,52 @@ def test_outcome_windows_and_time_fractions():
     tir = outcomes[0].per_member(ts, np.vstack([glucose, np.full_like(glucose, np.nan)]))
     assert tir[0] == pytest.approx(100.0 * np.mean(ts < 360.0))
     assert np.isnan(tir[1])  # a failed member stays failed
+
+
+HEMORRHAGE = textwrap.dedent("""\
+    title = "bleeding"
+    horizon = "30 min"
+
+    [patient]
+    twin = "circulation_with_vasopressor"
+    start = "steady_state"
+
+    [[events]]
+    kind = "hemorrhage"
+    start = "2 min"
+    duration = "10 min"
+    rate = "150 mL/min"
+
+    [[arms]]
+    name = "fluids and vasopressor by rule"
+    treatments = [
+      { kind = "fluid_rule", below = "65 mmHg", until = "70 mmHg", rate = "100 mL/min" },
+      { kind = "drug_rule", below = "65 mmHg", until = "75 mmHg", rate = "7 ug/min" },
+    ]
+
+    [[outcomes]]
+    kind = "time_at_least"
+    threshold = "65 mmHg"
+    """)
+
+
+def test_rules_become_triggers_on_the_monitor_in_the_twins_units():
+    twin, members, arms, outcomes, warnings, who = build(read_whatif(HEMORRHAGE))
+    bleed, fluids, drug = arms[0][1].interventions
+    assert bleed.parameter == "circulation.hemorrhage_rate" and bleed.unit == "mL/min"
+    assert float(bleed.value) == 150.0 and float(bleed.time) == 2.0
+    assert (fluids.signal, fluids.target) == ("circulation.mean_arterial_pressure",
+                                              "circulation.systemic_veins")
+    assert (float(fluids.threshold), float(fluids.release)) == (65.0, 70.0)
+    assert drug.target == "drug.central" and float(drug.release) == 75.0
+    assert float(drug.rate) == pytest.approx(0.007)  # 7 ug/min in the state's mg per minute
+    assert outcomes[0].signal == "circulation.mean_arterial_pressure"
+    # the pulsatile circulation is meant for 30 minutes at most
+    longer = build(read_whatif(HEMORRHAGE.replace('horizon = "30 min"', 'horizon = "2 h"')))
+    assert any("meant for horizons up to 30 min" in w for w in longer[4])
+
+
+def test_the_start_must_be_a_known_one():
+    with pytest.raises(ScenarioFileError, match=r"<scenario>:6: patient.start: must be "
+                                                r"\"initial\""):
+        read_whatif(HEMORRHAGE.replace('start = "steady_state"', 'start = "warm"'))

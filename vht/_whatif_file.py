@@ -10,6 +10,7 @@ arms, the outcomes and where the uncertainty comes from::
     [patient]
     virtual = "uva_padova/adolescent#001"    # or  twin = "circulation_with_fluids"
                                              # or  twin_file = "fitted_twin.h5"
+    start = "initial"                        # or "steady_state": each member's own
     [uncertainty]
     source = "population"                    # "posterior" (twin file), "population", "none"
     members = 40
@@ -56,6 +57,8 @@ Treatments:
 - ``iv_fluid`` (rate, [start], [duration], [target]);
 - ``fluid_rule`` (below, rate, [until], [signal], [target]): fluids while a signal (default
   mean arterial pressure) is below ``below``;
+- ``drug_rule`` (below, rate, [until], [signal], [target]): a drug infused into its
+  ``central`` state by the same kind of rule (a vasopressor while MAP < 65 mmHg);
 - ``parameter`` (parameter, value, [start], [duration]).
 
 Outcomes (each with [name], [signal], [start], [end] for its window): ``time_in_range`` (low,
@@ -180,7 +183,7 @@ class WhatIfFile:
 
 EVENT_KINDS = ("meal", "hemorrhage", "parameter")
 TREATMENT_KINDS = ("basal_insulin", "insulin_bolus", "meal_bolus", "correction_insulin",
-                   "drug_regimen", "iv_fluid", "fluid_rule", "parameter")
+                   "drug_regimen", "iv_fluid", "fluid_rule", "drug_rule", "parameter")
 OUTCOME_KINDS = ("time_in_range", "time_below", "time_above", "time_at_least", "peak",
                  "trough", "mean", "final", "auc")
 UNCERTAINTY_SOURCES = ("none", "population", "posterior")
@@ -234,10 +237,13 @@ def read_whatif(source: str | Path) -> WhatIfFile:
     if len(chosen) != 1:
         raise fail("patient", "give exactly one of virtual = \"uva_padova/adolescent#001\", "
                    "twin = \"<builder>\" or twin_file = \"<path>\"")
-    extra = sorted(set(patient) - {"virtual", "twin", "twin_file", "arguments"})
+    extra = sorted(set(patient) - {"virtual", "twin", "twin_file", "arguments", "start"})
     if extra:
         raise fail(f"patient.{extra[0]}", "unknown key; [patient] takes virtual, twin (with "
-                   "arguments) or twin_file")
+                   "arguments) or twin_file, and start")
+    if patient.get("start", "initial") not in ("initial", "steady_state"):
+        raise fail("patient.start", "must be \"initial\" (the twin's initial state) or "
+                   "\"steady_state\" (each member's own resting or beating steady state)")
 
     uncertainty = data.get("uncertainty", {"source": "none"})
     if not isinstance(uncertainty, dict):
