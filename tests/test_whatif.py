@@ -147,3 +147,73 @@ def test_the_shipped_example_files_build():
     for path in sorted((ROOT / "experiments" / "whatif").glob("*.toml")):
         twin, members, arms, outcomes, warnings, _ = build(read_whatif(path))
         assert len(arms) >= 3 and outcomes, path
+
+
+POSTERIOR = textwrap.dedent("""\
+    title = "calibrated patient: 200 or 400 mg?"
+    horizon = "24 h"
+    save_every = "15 min"
+
+    [patient]
+    twin_file = "fitted.h5"
+
+    [uncertainty]
+    source = "posterior"
+    members = 30
+    seed = 5
+
+    [[arms]]
+    name = "200 mg"
+    treatments = [ { kind = "drug_regimen", route = "oral", dose = "200 mg" } ]
+
+    [[arms]]
+    name = "400 mg"
+    treatments = [ { kind = "drug_regimen", route = "oral", dose = "400 mg" } ]
+
+    [[outcomes]]
+    kind = "auc"
+    signal = "drug.concentration"
+    """)
+
+
+def test_posterior_uncertainty_comes_from_the_calibrated_twin_file(tmp_path):
+    import pandas as pd
+
+    import calibration as cal
+    from physiology_models import twins
+
+    twin = twins.oral_pk()
+    hours = np.array([0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24])
+    truth = vht.simulate(twin.replace({"drug.clearance": 4.0}),
+                         vht.Scenario([vht.OralDose("drug.depot", 300.0, 0.0, unit="mg")]),
+                         ts=hours * 60.0)
+    observed = np.asarray(truth["drug.concentration"]) * np.exp(
+        0.1 * np.random.default_rng(0).standard_normal(hours.size))
+    records = cal.validate_records(pd.DataFrame(
+        [{"subject": "P1", "time": 0.0, "variable": "", "value": np.nan, "unit": "mg",
+          "dose_amount": 300.0, "route": "oral", "duration": 0.0}]
+        + [{"subject": "P1", "time": float(t), "variable": "drug.concentration",
+            "value": float(c), "unit": "mg/L", "dose_amount": np.nan, "route": "",
+            "duration": 0.0} for t, c in zip(hours, observed)]))
+    problem = cal.Problem(twin, free=[cal.FreeParameter("drug.clearance"),
+                                      cal.FreeParameter("drug.volume")],
+                          observations={"drug.concentration": cal.Proportional(cv=0.1)},
+                          dose_targets={"oral": "drug.depot"}, time_unit="h")
+    subject = cal.read_subject(records, "P1", problem.observed, problem.dose_units, 60.0)
+    fit = cal.fit_individual(problem, subject, starts=2, steps=60)
+    fit.save(tmp_path / "fitted.h5", n_samples=200, seed=1)
+    samples = vht.load_posterior(tmp_path / "fitted.h5")
+
+    (tmp_path / "dose.toml").write_text(POSTERIOR)
+    result = vht.run_whatif(tmp_path / "dose.toml", progress=False)
+    drawn = result.dataset["parameter.drug.clearance"].values
+    assert drawn.shape == (30,) and np.all(np.isin(drawn, samples["drug.clearance"]))
+    assert np.std(drawn) > 0  # the members differ: the uncertainty is the posterior's
+    auc = {row["arm"]: row for row in result.outcomes}
+    # linear PK: the 400 mg exposure is twice the 200 mg one, interval and all
+    for key in ("median", "low", "high"):
+        assert auc["400 mg"][key] == pytest.approx(2.0 * auc["200 mg"][key], rel=1e-5)
+    assert auc["200 mg"]["low"] < auc["200 mg"]["median"] < auc["200 mg"]["high"]
+    # AUC(0-24 h) is below dose / CL, the AUC to infinity of a fully absorbed oral dose
+    assert auc["200 mg"]["median"] < 200.0 / float(fit.estimates["drug.clearance"])
+    assert "calibrated twin file fitted.h5" == result.provenance["patient"]
