@@ -259,3 +259,11 @@ def test_the_start_must_be_a_known_one():
     with pytest.raises(ScenarioFileError, match=r"<scenario>:6: patient.start: must be "
                                                 r"\"initial\""):
         read_whatif(HEMORRHAGE.replace('start = "steady_state"', 'start = "warm"'))
+
+
+def test_a_dimensionless_parameter_takes_a_plain_number():
+    text = GOOD.replace('carbs = "45 g"', 'carbs = "45 g"\n\n[[events]]\nkind = "parameter"\n'
+                        'parameter = "patient.f"\nvalue = "0.8"')
+    *_, arms, _, _, _ = build(read_whatif(text))
+    step = [x for x in arms[0][1].interventions if x.parameter == "patient.f"]
+    assert len(step) == 1 and float(step[0].value) == 0.8

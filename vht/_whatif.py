@@ -341,33 +341,30 @@ class _Builder:
         return [Infusion(target, rate, start=self.q(item, "start", "min", "0 min"),
                          duration=duration, unit="mL/min")]
 
-    def fluid_rule(self, item: Item) -> list:
+    def _rule(self, item: Item, default_target: str) -> tuple[str, float, float, str]:
+        """(signal, switch-on level, release level, target) of a rule acting while a signal
+        (default mean arterial pressure) is below a level."""
         _require(self.spec, item, ("below", "rate"), ("until", "signal", "target"))
         signal = _port(self.spec, item, "signal", self.signals, "mean_arterial_pressure",
                        "signal")
-        target = _port(self.spec, item, "target", self.states, "systemic_veins", "state")
+        target = _port(self.spec, item, "target", self.states, default_target, "state")
         unit = self.twin.signal_units[self.twin.signal_index(signal)]
         below = self.q(item, "below", unit)
         until = self.q(item, "until", unit, item.values.get("below"))
         if until < below:
             raise self.spec.error(f"{item.path}.until", "the rule stops above 'until', which "
                                   "must not be below 'below'")
+        return signal, below, until, target
+
+    def fluid_rule(self, item: Item) -> list:
+        signal, below, until, target = self._rule(item, "systemic_veins")
         rate = self.q(item, "rate", "mL/min")
         self.check_range(item, "rate", rate, "fluid_rate")
         return [Trigger(signal, below, target, rate, release=until, unit="mL/min",
                         max_switches=16)]
 
     def drug_rule(self, item: Item) -> list:
-        _require(self.spec, item, ("below", "rate"), ("until", "signal", "target"))
-        signal = _port(self.spec, item, "signal", self.signals, "mean_arterial_pressure",
-                       "signal")
-        target = _port(self.spec, item, "target", self.states, "central", "state")
-        unit = self.twin.signal_units[self.twin.signal_index(signal)]
-        below = self.q(item, "below", unit)
-        until = self.q(item, "until", unit, item.values.get("below"))
-        if until < below:
-            raise self.spec.error(f"{item.path}.until", "the rule stops above 'until', which "
-                                  "must not be below 'below'")
+        signal, below, until, target = self._rule(item, "central")
         per_minute = f"{self.twin.state_units[self.twin.state_index(target)]}/min"
         rate = self.q(item, "rate", per_minute)
         return [Trigger(signal, below, target, rate, release=until, max_switches=16)]
@@ -401,23 +398,27 @@ class Outcome:
         """The outcome for each member (values: members x times); NaN for failed members."""
         window = (ts >= self.start) & (ts <= self.end)
         t, v = ts[window], values[:, window]
+        failed = ~np.all(np.isfinite(v), axis=1)
         if self.kind == "time_in_range":
-            return 100.0 * np.mean((v >= self.low) & (v <= self.high), axis=1) + 0 * v[:, 0]
-        if self.kind == "time_below":
-            return 100.0 * np.mean(v < self.low, axis=1) + 0 * v[:, 0]
-        if self.kind == "time_above":
-            return 100.0 * np.mean(v > self.high, axis=1) + 0 * v[:, 0]
-        if self.kind == "time_at_least":
-            return 100.0 * np.mean(v >= self.low, axis=1) + 0 * v[:, 0]
-        if self.kind == "peak":
-            return np.max(v, axis=1)
-        if self.kind == "trough":
-            return np.min(v, axis=1)
-        if self.kind == "mean":
-            return np.trapezoid(v, t, axis=1) / (t[-1] - t[0])
-        if self.kind == "final":
-            return v[:, -1]
-        return np.trapezoid(v, t / 60.0, axis=1)  # auc, signal unit x h
+            value = 100.0 * np.mean((v >= self.low) & (v <= self.high), axis=1)
+        elif self.kind == "time_below":
+            value = 100.0 * np.mean(v < self.low, axis=1)
+        elif self.kind == "time_above":
+            value = 100.0 * np.mean(v > self.high, axis=1)
+        elif self.kind == "time_at_least":
+            value = 100.0 * np.mean(v >= self.low, axis=1)
+        elif self.kind == "peak":
+            value = np.max(v, axis=1)
+        elif self.kind == "trough":
+            value = np.min(v, axis=1)
+        elif self.kind == "mean":
+            value = np.trapezoid(v, t, axis=1) / (t[-1] - t[0])
+        elif self.kind == "final":
+            value = v[:, -1]
+        else:  # auc, in signal unit x h
+            value = np.trapezoid(v, t / 60.0, axis=1)
+        # a comparison with NaN is False, so a failed member would count as a time fraction
+        return np.where(failed, np.nan, value)
 
 
 def _outcomes(spec: WhatIfFile, twin: Twin) -> list[Outcome]:

@@ -324,16 +324,18 @@ def _items(raw, path: str, kinds: tuple[str, ...], fail) -> tuple[Item, ...]:
 
 def quantity_value(raw, unit: str, path: str, fail) -> float:
     """A quantity string (``"45 g"``) in ``unit``; an error names the key path."""
-    if isinstance(raw, bool) or not isinstance(raw, str):
+    if not isinstance(raw, str):  # a bare TOML number (or a table): say how to write it
+        example = raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else 1
         raise fail(path, f"give a quantity with its unit as a string, for example "
-                   f"\"{raw} {unit}\"" if isinstance(raw, (int, float)) and not isinstance(
-                       raw, bool) else f"give a quantity with its unit, such as \"1 {unit}\"")
+                   f"\"{example} {unit}\"")
     try:
         quantity = ureg.Quantity(raw)
     except Exception as error:  # pint raises several types for unparsable text
         raise fail(path, f"cannot read {raw!r} as a quantity ({type(error).__name__}: "
                    f"{error})") from None
-    if isinstance(quantity, (int, float)) or quantity.dimensionless and unit not in ("", "1"):
+    if not hasattr(quantity, "units"):  # pint reads "80" as a plain number
+        quantity = ureg.Quantity(quantity, "dimensionless")
+    if quantity.dimensionless and not ureg.Quantity(1.0, unit).dimensionless:
         raise fail(path, f"{raw!r} has no unit; write it with one, such as \"{raw} {unit}\"")
     try:
         return float(quantity.to(unit).magnitude)
