@@ -21,8 +21,9 @@ CHROMIUM = os.environ.get("VHT_CHROMIUM", "/usr/bin/chromium")
 
 # Read inside the page after load: table rows and cells, images with their rendered boxes.
 _PAGE_FACTS = """() => {
-  const rows = [...document.querySelectorAll("tbody tr")];
-  const cells = [...document.querySelectorAll("tbody td:not([data-used])")].map(td => ({
+  const rows = [...document.querySelectorAll("table.outcomes tbody tr")];
+  const outcomeCells = "table.outcomes tbody td:not([data-used])";
+  const cells = [...document.querySelectorAll(outcomeCells)].map(td => ({
     arm: td.closest("tr").dataset.arm, outcome: td.dataset.outcome,
     median: td.dataset.median ?? null, low: td.dataset.low ?? null,
     high: td.dataset.high ?? null, text: td.textContent}));
@@ -39,7 +40,12 @@ _PAGE_FACTS = """() => {
   const warningsText = document.querySelector("section.warnings")?.innerText ?? null;
   const footer = document.querySelector("footer");
   const h1 = document.querySelector("h1");
-  return {rows: rows.length, arms: rows.map(r => r.dataset.arm), cells: cells, images: images,
+  const sections = [...document.querySelectorAll("section.extra")].map(sec => ({
+    heading: sec.querySelector("h2")?.textContent ?? null,
+    rows: [...sec.querySelectorAll("tbody tr")].map(tr => [...tr.cells].map(c => c.textContent)),
+    text: sec.innerText}));
+  return {sections: sections, rows: rows.length, arms: rows.map(r => r.dataset.arm),
+          cells: cells, images: images,
           members_used: used, warnings: warnings, warnings_text: warningsText,
           footer: footer ? footer.innerText : null,
           h1: h1 ? h1.textContent : null, title: document.title,
@@ -82,12 +88,13 @@ def open_in_chromium(path: str | os.PathLike, *, timeout_ms: float = 20_000) -> 
     """Load ``path`` in headless Chromium and return what it did and showed.
 
     Keys: ``requests`` (URLs requested other than the file itself and ``data:`` URIs),
-    ``console_errors``, ``page_errors``, ``rows`` (number of ``<tbody><tr>``), ``arms`` (their
+    ``console_errors``, ``page_errors``, ``rows`` (number of outcome-table rows), ``arms`` (their
     ``data-arm``), ``cells`` (per outcome cell of the body: arm, outcome, median, low and high
     as floats, None where the cell has no number, and text), ``images`` (rendered ``width`` and
     ``height``, ``naturalWidth``, ``naturalHeight``, ``complete``, ``alt``, ``src_scheme``),
     ``members_used`` (per arm: used, total), ``warnings`` (the warning items' text),
-    ``warnings_text`` (the whole section's), ``footer`` (its rendered text), ``h1``, ``title``,
+    ``warnings_text`` (the whole section's), ``sections`` (extra sections: heading, rows of cell
+    texts, rendered text), ``footer`` (its rendered text), ``h1``, ``title``,
     ``css_background``, ``screenshot`` (a full-page PNG next to the report), ``background``
     (the screenshot's most frequent colour) and ``ink_fraction`` (the fraction of its pixels of
     another colour).

@@ -19,7 +19,8 @@ The public API, in the order a user meets it:
 - units and time: ``TIME_UNIT`` (minutes), ``HOUR``, ``DAY``, ``unit_registry``,
   ``conversion_factor``;
 - what-if: ``read_whatif``, ``run_whatif``, ``write_whatif``, ``ScenarioFileError`` (the
-  scenario files of ``vht whatif``);
+  scenario files of ``vht whatif``); ``run_optimize``, ``write_optimize``,
+  ``OptimizeResult`` (their ``[optimize]`` arm, ``vht optimize``);
 - plots and diagrams: ``plot_signal``, ``twin_diagram``;
 - distributed: ``vht.distributed`` (the collectives; the one module that imports mpi4jax).
 """
@@ -87,6 +88,9 @@ from ._virtual_population import AdultCovariates as AdultCovariates
 from ._virtual_population import Allometry as Allometry
 from ._virtual_population import LogNormal as LogNormal
 from ._virtual_population import VirtualPopulation as VirtualPopulation
+from ._optimize import OptimizeResult as OptimizeResult
+from ._optimize import run_optimize as run_optimize
+from ._optimize import write_optimize as write_optimize
 from ._whatif import WhatIfResult as WhatIfResult
 from ._whatif import run_whatif as run_whatif
 from ._whatif import write_whatif as write_whatif

@@ -15,6 +15,8 @@ The report holds, in order:
    outcome; each cell reads ``median [low, high] unit`` over the 90 % interval and carries
    the numbers in ``data-median``, ``data-low`` and ``data-high`` (full precision, for tools
    that read the report back); the number of members used per arm; the outcome definitions;
+   then any extra ``Section`` the caller gives (``vht optimize`` adds the optimised
+   treatment, its objective and constraints, and the optimiser's convergence);
 4. **figures**: one per signal, with per arm the median over members and a shaded 90 % band
    (5th to 95th percentile) against time in hours, the y axis labelled with the unit;
 5. **provenance** (``<footer>``): every key and value the caller passes (package version,
@@ -29,6 +31,7 @@ the members that happened to succeed can look narrower than the truth.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -230,6 +233,44 @@ def _provenance_value(value: Any) -> str:
     return str(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """An extra report section after the outcomes (an optimisation's result, for example):
+    a heading, a paragraph, a table of text cells and PNG figures ``(png, alt, caption)``.
+    Everything is escaped, as the rest of the report."""
+
+    heading: str
+    text: str = ""
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    figures: tuple[tuple[bytes, str, str], ...] = ()
+
+
+def _png_figure(png: bytes, alt: str, caption: str) -> str:
+    width, height = _png_size(png)
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return (f'<figure><img src="{uri}" width="{width}" height="{height}" alt="{_e(alt)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _section(section: Section) -> list[str]:
+    parts = [f'<section class="extra"><h2>{_e(section.heading)}</h2>']
+    if section.text:
+        parts.append(f"<p>{_e(section.text)}</p>")
+    if section.columns:
+        parts.append("<table><thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in
+                                                    section.columns) + "</tr></thead><tbody>")
+        for row in section.rows:
+            if len(row) != len(section.columns):
+                raise ValueError(f"section {section.heading!r}: a row has {len(row)} cells "
+                                 f"for {len(section.columns)} columns")
+            parts.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
+        parts.append("</tbody></table>")
+    parts += [_png_figure(*figure) for figure in section.figures]
+    parts.append("</section>")
+    return parts
+
+
 def write_report(
     path: str | os.PathLike,
     *,
@@ -239,6 +280,7 @@ def write_report(
     warnings: list[str],
     provenance: dict,
     signals: list[str] | None = None,
+    sections: Sequence[Section] = (),
 ) -> Path:
     """Write a self-contained HTML report comparing the arms of ``dataset``; return its path.
 
@@ -255,6 +297,7 @@ def write_report(
         provenance: key/value pairs listed in the footer (package version, model hash, ...).
         signals: the variables to plot, one figure each; default every data variable with dims
             ``("arm", "member", "time")``.
+        sections: extra sections shown after the outcome table (``Section``).
 
     Raises:
         ValueError: a dim or the ``arm`` coordinate is missing, a signal has other dims, or an
@@ -288,16 +331,14 @@ def write_report(
     parts.append('<section class="outcomes"><h2>Outcomes</h2>')
     parts += _outcome_table(outcomes, arms, counts)
     parts.append("</section>")
+    for section in sections:
+        parts += _section(section)
 
     parts.append('<section class="figures"><h2>Signals</h2>')
     for name in signals:
         png, alt = _figure(dataset, name, arms)
-        width, height = _png_size(png)
-        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure><img src="{uri}" width="{width}" height="{height}" '
-                     f'alt="{_e(alt)}"><figcaption>{_e(name)}: median and 90 % band over '
-                     f"{n_members} members per arm (failed members left out)</figcaption>"
-                     "</figure>")
+        parts.append(_png_figure(png, alt, f"{name}: median and 90 % band over {n_members} "
+                                 "members per arm (failed members left out)"))
     parts.append("</section>")
     parts.append("</main>")
 

@@ -45,7 +45,10 @@ others' results bitwise unchanged.
 
 Explicit methods need many small steps on stiff twins: ``run_sweep`` uses this integrator for
 non-stiff twins and vmapped diffrax (Kvaerno3) for stiff ones and for anything that needs
-gradients. The result is verified against ``simulate`` member by member for every non-stiff
+reverse-mode gradients. Forward-mode derivatives pass through the loop (the derivative of the
+discrete algorithm, step-size control included; a located trigger crossing passes none for
+its time); ``vht optimize`` differentiates treatments that way.
+The result is verified against ``simulate`` member by member for every non-stiff
 model of the library (tests/test_simulate_ensemble.py).
 """
 
@@ -232,7 +235,11 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
     def f(t, y, active, at_edge=None):
         """dy/dt of every member; ``at_edge``: evaluate just before ``t`` (the left limit)."""
         if at_edge is not None:
-            t = jnp.where(at_edge, jnp.nextafter(t, -jnp.inf), t)
+            # nextafter has no derivative rule; the left limit moves with t (forward-mode
+            # derivatives pass through this integrator)
+            fixed = jax.lax.stop_gradient(t)
+            left = t + (jnp.nextafter(fixed, -jnp.inf) - fixed)
+            t = jnp.where(at_edge, left, t)
 
         def one(m, t, a, *y):
             dy = m.forcing.rates(m.twin, t, jnp.stack(y), a)
@@ -593,8 +600,10 @@ def simulate_ensemble(
 
     Returns:
         A ``Solution`` whose arrays have a leading member axis (``ys``: members x times x
-        states), a status per member and NaN outputs for failed members. Not differentiable
-        by design: use ``vht.simulate`` (diffrax) for gradients.
+        states), a status per member and NaN outputs for failed members. Forward-mode
+        derivatives (``jax.jvp``, ``jax.jacfwd``) pass through it, as ``vht optimize`` uses
+        them for a few decision variables; reverse mode does not (a while loop): use
+        ``vht.simulate`` (diffrax) for gradients with respect to many parameters.
     """
     if not isinstance(twins, Twin):
         raise ValueError(f"simulate_ensemble expects a Twin, got {type(twins).__name__}")

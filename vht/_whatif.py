@@ -40,7 +40,7 @@ from ._scenario import Bolus, Infusion, OralDose, ParameterStep, Scenario, Trigg
 from ._simulate import Status, simulate
 from ._simulate_ensemble import simulate_ensemble
 from ._twin import Twin
-from ._whatif_file import Item, WhatIfFile, quantity_value, read_whatif
+from ._whatif_file import Arm, Item, WhatIfFile, quantity_value, read_whatif
 
 EAT_RATE = 5.0  # g/min: simglucose's eating rate (the UVA/Padova meal model)
 PMOL_PER_U = 6000.0  # pmol of insulin per unit (simglucose's conversion)
@@ -153,6 +153,11 @@ def _members(spec: WhatIfFile, twin: Twin, posterior: dict | None,
 
 # -- the clinical vocabulary, resolved through port names ---------------------------------------
 
+def _traced(value) -> bool:
+    """A value the optimiser is differentiating: its checks ran at the variable's bounds."""
+    return isinstance(value, jax.core.Tracer)
+
+
 def _port(spec: WhatIfFile, item: Item, key: str, names, suffix: str, what: str) -> str:
     """The twin's port named explicitly by ``item[key]``, or the one ending ``.suffix``."""
     if key in item.values:
@@ -182,8 +187,9 @@ def _require(spec: WhatIfFile, item: Item, keys: tuple[str, ...], optional: tupl
 class _Builder:
     """Turns events and treatments into interventions for one twin, checking each key."""
 
-    def __init__(self, spec: WhatIfFile, twin: Twin, warnings: list[str]):
+    def __init__(self, spec: WhatIfFile, twin: Twin, warnings: list[str], decisions=None):
         self.spec, self.twin, self.warnings = spec, twin, warnings
+        self.decisions = decisions  # the optimiser's decision variables (vht._optimize)
         self.parameters = list(twin.parameters())
         self.states = list(twin.state_names)
         self.signals = list(twin.signal_names)
@@ -192,11 +198,13 @@ class _Builder:
     def q(self, item: Item, key: str, unit: str, default: str | None = None) -> float:
         raw = item.values.get(key, default)
         path = f"{item.path}.{key}"
+        if isinstance(raw, dict) and "between" in raw and self.decisions is not None:
+            return self.decisions.value(path, raw, unit)
         return quantity_value(raw, unit, path, lambda p, m: self.spec.error(p, m))
 
     def check_range(self, item: Item, key: str, value: float, what: str):
         low, high, unit = VALIDATED[what]
-        if not low <= value <= high:
+        if not _traced(value) and not low <= value <= high:
             self.warnings.append(f"{item.path}.{key} = {value:g} {unit} lies outside the range "
                                  f"vht's validation covered ({low:g}-{high:g} {unit})")
 
@@ -238,7 +246,7 @@ class _Builder:
             raise self.spec.error(f"{item.path}.parameter", f"the twin has no parameter "
                                   f"{name!r}")
         value = self.q(item, "value", info.unit)
-        if not info.lower <= value <= info.upper:
+        if not _traced(value) and not info.lower <= value <= info.upper:
             raise self.spec.error(f"{item.path}.value", f"{value:g} {info.unit} lies outside "
                                   f"the parameter's bounds [{info.lower}, {info.upper}]")
         duration = self.q(item, "duration", "min") if "duration" in item.values else math.inf
@@ -268,7 +276,7 @@ class _Builder:
         _require(self.spec, item, ("carb_ratio",), ("parameter",))
         name = self.parameter(item, "bolus_rate")
         ratio = self.q(item, "carb_ratio", "g/U")
-        if ratio <= 0:
+        if not _traced(ratio) and ratio <= 0:
             raise self.spec.error(f"{item.path}.carb_ratio", "must be positive")
         if not self.meals:
             raise self.spec.error(f"{item.path}.kind", "a meal bolus needs meals: add "
@@ -276,7 +284,7 @@ class _Builder:
         out = []
         low, high, _ = VALIDATED["insulin_dose"]
         for minute, grams in self.meals:
-            if not low <= grams / ratio <= high:
+            if not _traced(ratio) and not low <= grams / ratio <= high:
                 self.warnings.append(
                     f"{item.path}: the bolus of {grams / ratio:.3g} U for the {grams:g} g meal "
                     f"at {minute / 60:g} h lies outside the range vht's validation covered "
@@ -394,31 +402,65 @@ class Outcome:
     high: float | None = None
     definition: str = ""
 
-    def per_member(self, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """The outcome for each member (values: members x times); NaN for failed members."""
+    def per_member(self, ts: np.ndarray, values, xp=np):
+        """The outcome for each member (values: members x times); NaN for failed members.
+        ``xp`` is numpy or ``jax.numpy`` (the optimiser computes the true metric in JAX)."""
         window = (ts >= self.start) & (ts <= self.end)
         t, v = ts[window], values[:, window]
-        failed = ~np.all(np.isfinite(v), axis=1)
+        failed = ~xp.all(xp.isfinite(v), axis=1)
         if self.kind == "time_in_range":
-            value = 100.0 * np.mean((v >= self.low) & (v <= self.high), axis=1)
+            value = 100.0 * xp.mean((v >= self.low) & (v <= self.high), axis=1)
         elif self.kind == "time_below":
-            value = 100.0 * np.mean(v < self.low, axis=1)
+            value = 100.0 * xp.mean(v < self.low, axis=1)
         elif self.kind == "time_above":
-            value = 100.0 * np.mean(v > self.high, axis=1)
+            value = 100.0 * xp.mean(v > self.high, axis=1)
         elif self.kind == "time_at_least":
-            value = 100.0 * np.mean(v >= self.low, axis=1)
-        elif self.kind == "peak":
-            value = np.max(v, axis=1)
-        elif self.kind == "trough":
-            value = np.min(v, axis=1)
-        elif self.kind == "mean":
-            value = np.trapezoid(v, t, axis=1) / (t[-1] - t[0])
-        elif self.kind == "final":
-            value = v[:, -1]
-        else:  # auc, in signal unit x h
-            value = np.trapezoid(v, t / 60.0, axis=1)
+            value = 100.0 * xp.mean(v >= self.low, axis=1)
+        else:
+            value = self._continuous(t, v, xp)
         # a comparison with NaN is False, so a failed member would count as a time fraction
-        return np.where(failed, np.nan, value)
+        return xp.where(failed, xp.nan, value)
+
+    def _continuous(self, t, v, xp):
+        if self.kind == "peak":
+            return xp.max(v, axis=1)
+        if self.kind == "trough":
+            return xp.min(v, axis=1)
+        if self.kind == "mean":
+            return xp.trapezoid(v, t, axis=1) / (t[-1] - t[0])
+        if self.kind == "final":
+            return v[:, -1]
+        return xp.trapezoid(v, t / 60.0, axis=1)  # auc, in signal unit x h
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return tuple(x for x in {self.low, self.high} if x is not None)
+
+    def smooth(self, ts: np.ndarray, values, sharpness: dict[float, float]):
+        """A differentiable surrogate of ``per_member`` (JAX), for the optimiser.
+
+        A reading's indicator ``v < c`` becomes the logistic sigmoid ``s((c - v) / w)`` with
+        width ``w = sharpness[c]`` in the signal's unit: a reading ``w`` inside the threshold
+        counts 0.73, ``3 w`` inside 0.95, as ``w`` -> 0 the surrogate becomes the metric. Peak,
+        trough, mean, final value and AUC are already differentiable (peak and trough almost
+        everywhere) and are their own surrogates. NaN for failed members.
+        """
+        window = (ts >= self.start) & (ts <= self.end)
+        t, v = ts[window], values[:, window]
+        failed = ~jnp.all(jnp.isfinite(v), axis=1)
+        sig = jax.nn.sigmoid
+        if self.kind == "time_in_range":
+            inside = sig((v - self.low) / sharpness[self.low]) * sig(
+                (self.high - v) / sharpness[self.high])
+        elif self.kind == "time_below":
+            inside = sig((self.low - v) / sharpness[self.low])
+        elif self.kind == "time_above":
+            inside = sig((v - self.high) / sharpness[self.high])
+        elif self.kind == "time_at_least":
+            inside = sig((v - self.low) / sharpness[self.low])
+        else:
+            return jnp.where(failed, jnp.nan, self._continuous(t, v, jnp))
+        return jnp.where(failed, jnp.nan, 100.0 * jnp.mean(inside, axis=1))
 
 
 def _outcomes(spec: WhatIfFile, twin: Twin) -> list[Outcome]:
@@ -473,20 +515,27 @@ def _outcomes(spec: WhatIfFile, twin: Twin) -> list[Outcome]:
 
 # -- running --------------------------------------------------------------------------------------
 
-def build(spec: WhatIfFile) -> tuple[Twin, dict, list[tuple[str, Scenario]], list[Outcome],
-                                     list[str], str]:
-    """The twin, member parameters, one scenario per arm, the outcomes and warnings."""
+def build(spec: WhatIfFile, *, decisions=None, patient=None
+          ) -> tuple[Twin, dict, list[tuple[str, Scenario]], list[Outcome], list[str], str]:
+    """The twin, member parameters, one scenario per arm, the outcomes and warnings.
+
+    With ``decisions`` (``vht._optimize``) the ``[optimize]`` arm comes last, its decision
+    variables at the decisions' current values; ``patient`` is ``_patient(spec)`` if known.
+    """
     warnings: list[str] = []
-    twin, posterior, who = _patient(spec)
+    twin, posterior, who = _patient(spec) if patient is None else patient
     members = _members(spec, twin, posterior, warnings)
-    builder = _Builder(spec, twin, warnings)
+    builder = _Builder(spec, twin, warnings, decisions)
     events = [x for item in spec.events for x in builder.build(item)]
+    arm_list = list(spec.arms)
+    if decisions is not None:
+        arm_list.append(Arm(spec.optimize.arm, spec.optimize.treatments, "optimize"))
     treatments = [[x for item in arm.treatments for x in builder.build(item)]
-                  for arm in spec.arms]
+                  for arm in arm_list]
     # Every arm carries every arm's treatments, the others' switched off, so that all arms
     # have one structure and share one compiled program (compilation dominates a what-if run).
     arms = []
-    for a, arm in enumerate(spec.arms):
+    for a, arm in enumerate(arm_list):
         items = [x if j == a else _switched_off(x)
                  for j, own in enumerate(treatments) for x in own]
         arms.append((arm.name, Scenario(events + items, name=arm.name)))
@@ -539,8 +588,8 @@ def _simulate_arm(twin: Twin, cohort: Twin, y0, scenario: Scenario, ts: np.ndarr
     # arms share one compiled program
     scenario = Scenario(scenario.interventions)
     if twin.stiffness == "nonstiff":
-        return simulate_ensemble(cohort, scenario, ts=ts, y0=y0, rtol=1e-6, atol=1e-8,
-                                 max_steps=MAX_STEPS), "vht.simulate_ensemble (Dopri5)"
+        return simulate_ensemble(cohort, scenario, ts=ts, y0=y0, max_steps=MAX_STEPS,
+                                 **ENSEMBLE_TOLERANCES), "vht.simulate_ensemble (Dopri5)"
     solve = _vmapped_simulate(tuple(float(t) for t in ts))
     return solve(cohort, y0, scenario), "vmapped vht.simulate (diffrax Kvaerno3)"
 
@@ -548,6 +597,7 @@ def _simulate_arm(twin: Twin, cohort: Twin, y0, scenario: Scenario, ts: np.ndarr
 # The step budget is per segment between stops: a pulsatile circulation takes about 40 steps
 # a beat, 100,000 in half an hour without a stop.
 MAX_STEPS = 1_000_000
+ENSEMBLE_TOLERANCES = {"rtol": 1e-6, "atol": 1e-8}  # what-if runs and the optimiser alike
 
 
 @functools.lru_cache(maxsize=8)
@@ -642,8 +692,9 @@ def run_whatif(source, *, progress: bool = True) -> WhatIfResult:
                         _time.perf_counter() - started, failures)
 
 
-def write_whatif(result: WhatIfResult, out: str | Path) -> dict[str, Path]:
-    """Write ``whatif.h5`` (the trajectories) and ``report.html`` into folder ``out``."""
+def write_whatif(result: WhatIfResult, out: str | Path, *, sections=()) -> dict[str, Path]:
+    """Write ``whatif.h5`` (the trajectories) and ``report.html`` into folder ``out``
+    (``sections``: extra report sections, ``vht._report.Section``)."""
     from ._report import write_report
     from ._results import save_dataset
 
@@ -657,5 +708,5 @@ def write_whatif(result: WhatIfResult, out: str | Path) -> dict[str, Path]:
                         outcomes=result.outcomes, warnings=result.warnings,
                         provenance={**result.provenance,
                                     "run time": f"{result.seconds:.1f} s"},
-                        signals=signals)
+                        signals=signals, sections=sections)
     return {"results": h5, "report": Path(html)}

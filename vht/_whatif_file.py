@@ -65,6 +65,26 @@ Outcomes (each with [name], [signal], [start], [end] for its window): ``time_in_
 high), ``time_below`` (threshold), ``time_above`` (threshold), ``time_at_least`` (threshold),
 ``peak``, ``trough``, ``mean``, ``final``, ``auc``. Time fractions are in percent of the save
 times in the window, as CGM metrics count 5-minute readings.
+
+An ``[optimize]`` table (read by ``vht optimize``; ``vht whatif`` runs the arms without it)
+adds one arm whose treatments hold decision variables, ``{ between = [low, high] }`` in place
+of a quantity, with an optional ``start``::
+
+    [optimize]
+    arm = "optimised basal + boluses"
+    maximize = "time in range 70-180 mg/dL"         # or minimize = "<outcome>", or
+                                                    # target = { outcome = "...", value = "..." }
+    constraints = [ { outcome = "time glucose < 70 mg/dL", at_most = "1 %" } ]
+    treatments = [
+      { kind = "basal_insulin", rate = { between = ["0.3 U/h", "2 U/h"], start = "0.8 U/h" } },
+      { kind = "insulin_bolus", time = "7 h", dose = { between = ["0 U", "10 U"] } },
+    ]
+
+Objective and constraints name outcomes of the file. Optional keys: ``sharpness`` (the width
+of the sigmoids that smooth threshold outcomes, in the signal's unit; default 5 % of each
+threshold), ``penalty`` (objective units per unit of constraint violation, default 10),
+``starts`` (points of a space-filling pre-scan, default 1: the start values) and
+``max_evaluations`` (gradient evaluations, default 40). See ``vht._optimize``.
 """
 
 from __future__ import annotations
@@ -157,6 +177,22 @@ class Arm:
 
 
 @dataclasses.dataclass(frozen=True)
+class Optimize:
+    """The ``[optimize]`` table: the arm to optimise, what it aims at, within what limits."""
+
+    arm: str
+    sense: str  # "maximize", "minimize" or "target"
+    outcome: str  # the name of an outcome of the file
+    target: str | None  # the target value (a quantity string) when sense is "target"
+    constraints: tuple[dict, ...]  # {"outcome", "at_most" | "at_least", "path"}
+    treatments: tuple[Item, ...]
+    sharpness: str | None
+    penalty: float
+    starts: int
+    max_evaluations: int
+
+
+@dataclasses.dataclass(frozen=True)
 class WhatIfFile:
     """A what-if scenario file, read and checked for form (its meaning against the twin is
     checked when the scenarios are built: ``vht._whatif.build``)."""
@@ -173,6 +209,7 @@ class WhatIfFile:
     folder: Path  # relative paths (twin files) resolve from here
     sha256: str
     lines: dict[str, int] = dataclasses.field(repr=False)
+    optimize: Optimize | None = None
 
     def error(self, path: str, message: str) -> ScenarioFileError:
         """An error of meaning at key ``path``, with its line."""
@@ -188,7 +225,14 @@ OUTCOME_KINDS = ("time_in_range", "time_below", "time_above", "time_at_least", "
                  "trough", "mean", "final", "auc")
 UNCERTAINTY_SOURCES = ("none", "population", "posterior")
 _TOP_KEYS = {"title", "horizon", "save_every", "patient", "uncertainty", "events", "arms",
-             "outcomes"}
+             "outcomes", "optimize"}
+# The keys whose value may be a decision variable, per treatment kind: amounts and rates (not
+# times or thresholds, whose derivatives a switch or a jump in time hides from the gradient).
+OPTIMIZABLE = {"basal_insulin": ("rate",), "insulin_bolus": ("dose",),
+               "meal_bolus": ("carb_ratio",), "correction_insulin": ("rate",),
+               "drug_regimen": ("dose",), "iv_fluid": ("rate",), "fluid_rule": ("rate",),
+               "drug_rule": ("rate",), "parameter": ("value",)}
+OBJECTIVES = ("maximize", "minimize", "target")
 
 
 def read_whatif(source: str | Path) -> WhatIfFile:
@@ -301,10 +345,108 @@ def read_whatif(source: str | Path) -> WhatIfFile:
     outcomes = _items(data.get("outcomes", []), "outcomes", OUTCOME_KINDS, fail)
     if not outcomes:
         raise fail("outcomes", "give at least one outcome: [[outcomes]] with a kind")
+    optimize = _optimize(data["optimize"], names, fail) if "optimize" in data else None
+    for arm in arms:
+        for item in arm.treatments:
+            for key, value in item.values.items():
+                if isinstance(value, dict) and "between" in value:
+                    raise fail(f"{item.path}.{key}", "a decision variable ({ between = ... }) "
+                               "belongs in the [optimize] table's treatments")
     return WhatIfFile(title=title, horizon=horizon, save_every=save_every, patient=dict(patient),
                       uncertainty=uncertainty, events=events, arms=tuple(arms),
                       outcomes=outcomes, source=name, folder=folder,
-                      sha256=hashlib.sha256(text.encode()).hexdigest(), lines=lines)
+                      sha256=hashlib.sha256(text.encode()).hexdigest(), lines=lines,
+                      optimize=optimize)
+
+
+def _whole(value, path: str, fail, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise fail(path, f"must be a whole number from {low} to {high}")
+    return value
+
+
+def _optimize(table, arm_names: set[str], fail) -> Optimize:
+    """Check the form of the ``[optimize]`` table (its meaning is checked by the optimiser)."""
+    if not isinstance(table, dict):
+        raise fail("optimize", "must be a table: [optimize]")
+    known = {"arm", "constraints", "treatments", "sharpness", "penalty", "starts",
+             "max_evaluations", *OBJECTIVES}
+    extra = sorted(set(table) - known)
+    if extra:
+        raise fail(f"optimize.{extra[0]}", f"unknown key; [optimize] takes {sorted(known)}")
+    arm = table.get("arm")
+    if not isinstance(arm, str) or not arm.strip():
+        raise fail("optimize.arm", "name the arm the optimiser adds (arm = \"optimised\")")
+    if arm in arm_names:
+        raise fail("optimize.arm", f"an arm is already named {arm!r}")
+    senses = [k for k in OBJECTIVES if k in table]
+    if len(senses) != 1:
+        raise fail("optimize", "give exactly one objective: maximize = \"<outcome>\", "
+                   "minimize = \"<outcome>\" or target = { outcome = \"...\", value = \"...\" }")
+    sense = senses[0]
+    target = None
+    if sense == "target":
+        goal = table["target"]
+        if not isinstance(goal, dict) or set(goal) != {"outcome", "value"}:
+            raise fail("optimize.target", "must be { outcome = \"<outcome>\", value = "
+                       "\"<quantity>\" }")
+        outcome, target = goal["outcome"], goal["value"]
+        if not isinstance(target, str):
+            raise fail("optimize.target.value", "give the target with its unit as a string")
+    else:
+        outcome = table[sense]
+    if not isinstance(outcome, str):
+        raise fail(f"optimize.{sense}", "name an outcome of the file")
+    constraints = []
+    raw = table.get("constraints", [])
+    if not isinstance(raw, list):
+        raise fail("optimize.constraints", "must be a list of tables")
+    for i, entry in enumerate(raw):
+        path = f"optimize.constraints[{i}]"
+        bounds = [k for k in ("at_most", "at_least") if isinstance(entry, dict) and k in entry]
+        if (not isinstance(entry, dict) or len(bounds) != 1
+                or set(entry) != {"outcome", bounds[0]}):
+            raise fail(path, "a constraint is { outcome = \"<outcome>\", at_most = \"...\" } "
+                       "(or at_least)")
+        if not isinstance(entry["outcome"], str) or not isinstance(entry[bounds[0]], str):
+            raise fail(path, "give the outcome's name and the limit as strings")
+        constraints.append({"outcome": entry["outcome"], bounds[0]: entry[bounds[0]],
+                            "path": path})
+    treatments = _items(table.get("treatments", []), "optimize.treatments", TREATMENT_KINDS,
+                        fail)
+    variables = 0
+    for item in treatments:
+        for key, value in item.values.items():
+            if not (isinstance(value, dict) and "between" in value):
+                continue
+            path = f"{item.path}.{key}"
+            if key not in OPTIMIZABLE.get(item.kind, ()):
+                raise fail(path, f"{item.kind!r} cannot optimise {key!r}; it can optimise "
+                           f"{list(OPTIMIZABLE.get(item.kind, ()))}")
+            extra = sorted(set(value) - {"between", "start"})
+            between = value["between"]
+            if extra or not (isinstance(between, list) and len(between) == 2
+                             and all(isinstance(b, str) for b in between)):
+                raise fail(path, "a decision variable is { between = [\"<low>\", \"<high>\"] }"
+                           " with an optional start = \"<value>\"")
+            variables += 1
+    if not variables:
+        raise fail("optimize.treatments", "no decision variable: give a treatment value as "
+                   "{ between = [\"<low>\", \"<high>\"] }")
+    sharpness = table.get("sharpness")
+    if sharpness is not None and not isinstance(sharpness, str):
+        raise fail("optimize.sharpness", "give the sigmoids' width with its unit, for example "
+                   "\"4 mg/dL\"")
+    penalty = table.get("penalty", 10.0)
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty <= 0:
+        raise fail("optimize.penalty", "must be a positive number (objective units per unit of "
+                   "constraint violation)")
+    return Optimize(arm=arm, sense=sense, outcome=outcome, target=target,
+                    constraints=tuple(constraints), treatments=treatments,
+                    sharpness=sharpness, penalty=float(penalty),
+                    starts=_whole(table.get("starts", 1), "optimize.starts", fail, 1, 256),
+                    max_evaluations=_whole(table.get("max_evaluations", 40),
+                                           "optimize.max_evaluations", fail, 1, 10_000))
 
 
 def _items(raw, path: str, kinds: tuple[str, ...], fail) -> tuple[Item, ...]:

@@ -5,6 +5,8 @@
                                    returns a vht.Sweep; the same under mpirun -n K / srun
     vht whatif SCENARIO.toml       compare treatment arms on one patient's twin: HDF5 results
                                    and a self-contained HTML report
+    vht optimize SCENARIO.toml     find the [optimize] arm's doses by gradients through the
+                                   simulation, then compare it with the other arms (as whatif)
     vht info                       versions, devices, MPI
     vht inspect FILE               summarise a twin file or a results file
 
@@ -105,6 +107,22 @@ def enable_compilation_cache(location: str | None = None) -> str | None:
     return chosen
 
 
+def _print_whatif(result, files: dict, started: float) -> None:
+    width = max(len(r["arm"]) for r in result.outcomes)
+    for row in result.outcomes:
+        print(f"  {row['arm']:<{width}}  {row['outcome']}: {row['median']:.4g} "
+              f"[{row['low']:.4g}, {row['high']:.4g}] {row['unit']}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    for arm, statuses in result.failures.items():
+        print(f"  warning: arm {arm!r} has failed members ({', '.join(statuses)})")
+    for kind, path in files.items():
+        print(f"  {kind + ':':<9}{path}")
+    import time
+
+    print(f"  {time.perf_counter() - started:.1f} s from command to report")
+
+
 def _whatif(args) -> int:
     import time
 
@@ -124,18 +142,50 @@ def _whatif(args) -> int:
     out = Path(args.out) if args.out else Path("results") / "whatif" / Path(args.scenario).stem
     files = write_whatif(result, out)
     print(f"vht whatif: {result.spec.title}")
-    width = max(len(r["arm"]) for r in result.outcomes)
-    for row in result.outcomes:
-        print(f"  {row['arm']:<{width}}  {row['outcome']}: {row['median']:.4g} "
-              f"[{row['low']:.4g}, {row['high']:.4g}] {row['unit']}")
-    for warning in result.warnings:
-        print(f"  warning: {warning}")
-    for arm, statuses in result.failures.items():
-        print(f"  warning: arm {arm!r} has failed members ({', '.join(statuses)})")
-    print(f"  results: {files['results']}")
-    print(f"  report:  {files['report']}")
-    print(f"  {time.perf_counter() - started:.1f} s from command to report")
+    if result.spec.optimize is not None:
+        print(f"  note: the file's [optimize] arm {result.spec.optimize.arm!r} runs with "
+              "vht optimize")
+    _print_whatif(result, files, started)
     return 0
+
+
+def _optimize(args) -> int:
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    started = time.perf_counter()
+    enable_compilation_cache(args.cache)
+    from ._optimize import run_optimize, write_optimize
+    from ._whatif_file import ScenarioFileError
+
+    try:
+        result = run_optimize(Path(args.scenario), progress=not args.no_progress)
+    except ScenarioFileError as error:
+        print(f"vht optimize: {error}", file=sys.stderr)
+        return 2
+    out = (Path(args.out) if args.out else
+           Path("results") / "optimize" / Path(args.scenario).stem)
+    files = write_optimize(result, out)
+    o = result.objective
+    print(f"vht optimize: {result.spec.title}")
+    print(f"  arm {result.arm.name!r}: " + ("every constraint met" if result.feasible else
+                                            "NO point meets every constraint"))
+    for v in result.variables:
+        print(f"    {v['path']} = {v['value']:.4g} {v['unit']}  (bounds {v['low']:g}-"
+              f"{v['high']:g}, start {v['start']:g})")
+    print(f"    {o['sense']} {o['outcome']}: {o['value']:.4g} {o['unit']} (mean over members"
+          + (f"; {o['deviation']:.2f} % off the target {o['target']:g})" if o["target"]
+             else ")"))
+    for c in result.constraints:
+        sign = "<=" if c["bound"] == "at_most" else ">="
+        print(f"    {c['outcome']} {sign} {c['limit']:g} {c['unit']}: {c['value']:.4g} {c['unit']} "
+              f"({'met' if c['met'] else 'VIOLATED'})")
+    print(f"    {result.evaluations} gradient evaluations + {result.scans} scan simulations = "
+          f"{result.simulations:g} simulation-equivalents, {result.seconds:.1f} s")
+    _print_whatif(result.whatif, files, started)
+    return 0 if result.feasible else 1
 
 
 def _info(args) -> int:
@@ -232,6 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/vht/jax, or $VHT_CACHE_DIR/jax)")
     whatif.add_argument("--no-progress", action="store_true", help="no progress bar")
     whatif.set_defaults(handler=_whatif)
+    optimize = sub.add_parser(
+        "optimize", help="optimise a treatment by gradients through the simulation",
+        description="Find the values of the decision variables of a scenario file's [optimize] "
+        "arm (doses, rates: { between = [low, high] }) that best meet its objective within its "
+        "constraints, by L-BFGS-B on smooth surrogates with gradients through the simulation; "
+        "the true metrics decide the answer. Then run every arm with the optimised one and "
+        "write the what-if results and report (with the optimisation's section), "
+        "optimize.json and optimized_arm.toml. Exit status 1 when no point meets the "
+        "constraints. Example: vht optimize experiments/whatif/t1d_insulin.toml")
+    optimize.add_argument("scenario", help="the scenario file (.toml) with an [optimize] table")
+    optimize.add_argument("--out", help="output folder (default results/optimize/<file name>)")
+    optimize.add_argument("--cache", help="JAX compilation cache folder, or 'off' (default "
+                          "~/.cache/vht/jax, or $VHT_CACHE_DIR/jax)")
+    optimize.add_argument("--no-progress", action="store_true", help="no progress bars")
+    optimize.set_defaults(handler=_optimize)
     info = sub.add_parser("info", help="versions, devices and MPI status",
                           description="Print the versions of vht and its numerical stack, the "
                           "JAX devices, and whether MPI is available.")
