@@ -17,7 +17,7 @@ def test_quickstart_has_two_commands_using_the_pins():
     commands = _quickstart_commands()
     assert len(commands) == 2
     assert all("-c .ci/constraints.txt" in c for c in commands)
-    assert "experiments.flagship" in commands[0]
+    assert "vht optimize experiments/whatif/t1d_insulin.toml" in commands[0]
     assert "tests/run_suite.py" in commands[1]
 
 

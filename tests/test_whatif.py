@@ -93,6 +93,9 @@ def test_the_command_writes_results_and_report(run, capsys):
     status, out = run
     assert status == 0
     assert (out / "whatif.h5").is_file() and (out / "report.html").is_file()
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "patient.glucose.png" in figures
+    assert all((out / "figures" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     dataset = vht.load_dataset(out / "whatif.h5")
     glucose = dataset["patient.glucose"]
     assert glucose.dims == ("arm", "member", "time")

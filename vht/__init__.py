@@ -42,6 +42,9 @@ from ._ensemble import run_sweep as run_sweep
 from ._hashing import model_hash as model_hash
 from ._hashing import organ_hashes as organ_hashes
 from ._hashing import parameter_hash as parameter_hash
+from ._optimize import OptimizeResult as OptimizeResult
+from ._optimize import run_optimize as run_optimize
+from ._optimize import write_optimize as write_optimize
 from ._organ import AbstractOrgan as AbstractOrgan
 from ._organ import Input as Input
 from ._organ import Output as Output
@@ -88,9 +91,6 @@ from ._virtual_population import AdultCovariates as AdultCovariates
 from ._virtual_population import Allometry as Allometry
 from ._virtual_population import LogNormal as LogNormal
 from ._virtual_population import VirtualPopulation as VirtualPopulation
-from ._optimize import OptimizeResult as OptimizeResult
-from ._optimize import run_optimize as run_optimize
-from ._optimize import write_optimize as write_optimize
 from ._whatif import WhatIfResult as WhatIfResult
 from ._whatif import run_whatif as run_whatif
 from ._whatif import write_whatif as write_whatif

@@ -281,6 +281,7 @@ def write_report(
     provenance: dict,
     signals: list[str] | None = None,
     sections: Sequence[Section] = (),
+    figures: str | os.PathLike | None = None,
 ) -> Path:
     """Write a self-contained HTML report comparing the arms of ``dataset``; return its path.
 
@@ -298,6 +299,7 @@ def write_report(
         signals: the variables to plot, one figure each; default every data variable with dims
             ``("arm", "member", "time")``.
         sections: extra sections shown after the outcome table (``Section``).
+        figures: a folder to write each signal's figure into as ``<signal>.png`` as well.
 
     Raises:
         ValueError: a dim or the ``arm`` coordinate is missing, a signal has other dims, or an
@@ -337,6 +339,9 @@ def write_report(
     parts.append('<section class="figures"><h2>Signals</h2>')
     for name in signals:
         png, alt = _figure(dataset, name, arms)
+        if figures is not None:  # the same PNGs as files, for slides and case notes
+            Path(figures).mkdir(parents=True, exist_ok=True)
+            (Path(figures) / f"{name}.png").write_bytes(png)
         parts.append(_png_figure(png, alt, f"{name}: median and 90 % band over {n_members} "
                                  "members per arm (failed members left out)"))
     parts.append("</section>")

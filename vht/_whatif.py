@@ -693,8 +693,9 @@ def run_whatif(source, *, progress: bool = True) -> WhatIfResult:
 
 
 def write_whatif(result: WhatIfResult, out: str | Path, *, sections=()) -> dict[str, Path]:
-    """Write ``whatif.h5`` (the trajectories) and ``report.html`` into folder ``out``
-    (``sections``: extra report sections, ``vht._report.Section``)."""
+    """Write ``whatif.h5`` (the trajectories), ``report.html`` and the report's figures as
+    ``figures/<signal>.png`` into folder ``out`` (``sections``: extra report sections,
+    ``vht._report.Section``)."""
     from ._report import write_report
     from ._results import save_dataset
 
@@ -708,5 +709,5 @@ def write_whatif(result: WhatIfResult, out: str | Path, *, sections=()) -> dict[
                         outcomes=result.outcomes, warnings=result.warnings,
                         provenance={**result.provenance,
                                     "run time": f"{result.seconds:.1f} s"},
-                        signals=signals, sections=sections)
-    return {"results": h5, "report": Path(html)}
+                        signals=signals, sections=sections, figures=out / "figures")
+    return {"results": h5, "report": Path(html), "figures": out / "figures"}
