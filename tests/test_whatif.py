@@ -149,7 +149,20 @@ def test_a_meaning_error_stops_the_command_with_its_line(tmp_path, capsys):
 def test_the_shipped_example_files_build():
     for path in sorted((ROOT / "experiments" / "whatif").glob("*.toml")):
         twin, members, arms, outcomes, warnings, _ = build(read_whatif(path))
-        assert len(arms) >= 3 and outcomes, path
+        assert len(arms) >= 2 and outcomes, path
+
+
+def test_members_outside_the_virtual_cohort_are_warned_of():
+    """Population draws far from the patient leave the range of the 30 virtual patients the
+    model was validated on: the what-if says how many members, for which parameter."""
+    wide = SCENARIO.replace('cv = { "patient.kabs" = 0.3, "patient.Vmx" = 0.2 }',
+                            'cv = { "patient.kabs" = 0.3, "patient.Vmx" = 2.5 }')
+    assert wide != SCENARIO
+    warnings = build(read_whatif(wide))[4]
+    (warning,) = [w for w in warnings if "outside the range of the 30 virtual patients" in w]
+    assert warning.startswith("members have", warning.index(" of 8 ") + len(" of 8 "))
+    assert "patient.Vmx" in warning
+    assert not [w for w in build(read_whatif(SCENARIO))[4] if "virtual patients" in w]
 
 
 POSTERIOR = textwrap.dedent("""\

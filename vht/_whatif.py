@@ -16,9 +16,11 @@ go into ``systemic_veins`` and rules read ``mean_arterial_pressure``; drug regim
 a ``central`` (IV) or ``depot`` (oral) state. A key ``target`` / ``signal`` names another
 port explicitly. A name the twin lacks is an error at the key that asked for it.
 
-Envelope warnings: inputs outside the ranges vht's validation covered (``VALIDATED``), a
-horizon beyond a pulsatile circulation's intended 30 minutes; the report adds members that
-failed (``WhatIfResult.failures`` says why, as ``Status`` names).
+Envelope warnings: inputs outside the ranges vht's validation covered (``VALIDATED``),
+members outside the virtual cohort's covariates (a UVA/Padova parameter drawn beyond its range
+over the 30 virtual patients), a horizon beyond a pulsatile circulation's intended 30
+minutes; the report adds members that failed (``WhatIfResult.failures`` says why, as
+``Status`` names).
 """
 
 from __future__ import annotations
@@ -149,6 +151,27 @@ def _members(spec: WhatIfFile, twin: Twin, posterior: dict | None,
         sigma = math.sqrt(math.log1p(cv**2))
         out[name] = float(base[name]) * np.exp(sigma * rng.standard_normal(u["members"]))
     return out
+
+
+def _cohort_envelope(spec: WhatIfFile, twin: Twin, members: dict, warnings: list[str]):
+    """Warn of members outside the covariates of the cohort the model was validated on: for
+    a UVA/Padova virtual patient, each varied parameter against its range over the 30
+    virtual patients (simglucose's table, which tests/test_uva_padova.py checks)."""
+    if "virtual" not in spec.patient or not members:
+        return
+    from physiology_models.glucose_insulin import uva_padova as uva
+
+    table = [uva.patient_parameters(n) for n in uva.patient_names()]
+    for name, values in members.items():
+        key = name.split(".", 1)[1]
+        if key not in table[0]:
+            continue
+        low, high = min(p[key] for p in table), max(p[key] for p in table)
+        outside = int(np.sum((values < low) | (values > high)))
+        if outside:
+            warnings.append(f"{outside} of {len(values)} members have {name} outside the range "
+                            f"of the 30 virtual patients ({low:.4g}-{high:.4g}): the model's "
+                            "validation did not cover them")
 
 
 # -- the clinical vocabulary, resolved through port names ---------------------------------------
@@ -525,6 +548,7 @@ def build(spec: WhatIfFile, *, decisions=None, patient=None
     warnings: list[str] = []
     twin, posterior, who = _patient(spec) if patient is None else patient
     members = _members(spec, twin, posterior, warnings)
+    _cohort_envelope(spec, twin, members, warnings)
     builder = _Builder(spec, twin, warnings, decisions)
     events = [x for item in spec.events for x in builder.build(item)]
     arm_list = list(spec.arms)
