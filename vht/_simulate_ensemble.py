@@ -352,7 +352,7 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3),
                        (0.01 / jnp.maximum(big, 1e-300)) ** (1.0 / 5.0))
         h = jnp.minimum(100.0 * h0, h1)
-        return jnp.where(jnp.isfinite(h) & (h > 0), h, 1e-6)
+        return jax.lax.stop_gradient(jnp.where(jnp.isfinite(h) & (h > 0), h, 1e-6))
 
     def save(out, save_ptr, t_start, t_stop, h, dense, accepted):
         """Write the continuous extension of the accepted steps at their save times in
@@ -458,6 +458,9 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
         y_end = _combine(y, h_step, ks[:6], _A[6])
         error = sum(w * k for w, k in zip(_E, ks) if w != 0.0) * h_step
         norm = (error / (rtol * _maximum(abs(y), abs(y_end)) + atol)).rms()
+        # step sizes carry no derivative, as in diffrax's PIDController: forward-mode
+        # derivatives then follow the states only, not every time and step-size decision
+        norm = jax.lax.stop_gradient(norm)
         finite = jnp.isfinite(norm) & y_end.all_finite()
         accepted = live & finite & (norm <= 1.0)
         factor = SAFETY * jnp.where(norm > 0, norm, 1e-10) ** _ERROR_EXPONENT

@@ -431,14 +431,18 @@ class Outcome:
         window = (ts >= self.start) & (ts <= self.end)
         t, v = ts[window], values[:, window]
         failed = ~xp.all(xp.isfinite(v), axis=1)
+
+        def percent(readings):  # in the signal's precision (JAX would average bools in float32)
+            return 100.0 * xp.mean(readings.astype(v.dtype), axis=1)
+
         if self.kind == "time_in_range":
-            value = 100.0 * xp.mean((v >= self.low) & (v <= self.high), axis=1)
+            value = percent((v >= self.low) & (v <= self.high))
         elif self.kind == "time_below":
-            value = 100.0 * xp.mean(v < self.low, axis=1)
+            value = percent(v < self.low)
         elif self.kind == "time_above":
-            value = 100.0 * xp.mean(v > self.high, axis=1)
+            value = percent(v > self.high)
         elif self.kind == "time_at_least":
-            value = 100.0 * xp.mean(v >= self.low, axis=1)
+            value = percent(v >= self.low)
         else:
             value = self._continuous(t, v, xp)
         # a comparison with NaN is False, so a failed member would count as a time fraction
