@@ -255,7 +255,7 @@ def test_vht_optimize_end_to_end_with_the_report_in_chromium(tmp_path):
     assert all(c["median"] is not None and np.isfinite(c["median"]) for c in page["cells"])
     (section,) = page["sections"]
     assert section["heading"] == "Optimised treatment"
-    assert section["rows"][0][0] == "optimize.treatments[0].dose"
+    assert section["rows"][0][0] == "drug regimen dose (optimize.treatments[0].dose)"
     assert "simulation-equivalents" in section["text"]
     assert all(i["width"] > 0 and i["height"] > 0 and i["naturalWidth"] > 0
                for i in page["images"])

@@ -472,8 +472,9 @@ def _best(problem: Problem, history: list[dict]) -> dict | None:
 def _result(problem: Problem, best: dict, feasible: bool, history: list[dict], scans: int,
             message: str, seconds: float) -> OptimizeResult:
     opt = problem.opt
-    variables = [{"path": v.path, "unit": v.unit, "low": v.low, "high": v.high,
-                  "start": v.start, "value": x} for v, x in zip(problem.variables, best["x"])]
+    variables = [{"path": v.path, "label": _label(opt, v.path), "unit": v.unit, "low": v.low,
+                  "high": v.high, "start": v.start, "value": x}
+                 for v, x in zip(problem.variables, best["x"])]
     o = problem.objective
     objective = {"outcome": o.name, "sense": opt.sense, "unit": o.unit,
                  "value": best["objective"], "smooth": best["objective_smooth"],
@@ -500,6 +501,15 @@ def _result(problem: Problem, best: dict, feasible: bool, history: list[dict], s
         feasible=feasible, evaluations=evaluations, scans=scans,
         simulations=scans + SIMULATIONS_PER_GRADIENT * evaluations, history=history, arm=arm,
         arm_toml=_arm_toml(arm), message=message, seconds=seconds)
+
+
+def _label(opt, path: str) -> str:
+    """A decision variable as a reader names it: "insulin bolus dose at 7 h"."""
+    item_path, key = path.rsplit(".", 1)
+    item = next(i for i in opt.treatments if i.path == item_path)
+    when = item.values.get("time")
+    return f"{item.kind.replace('_', ' ')} {key.replace('_', ' ')}" + (
+        f" at {when}" if isinstance(when, str) else "")
 
 
 def _arm_toml(arm: Arm) -> str:
@@ -583,7 +593,7 @@ def report_section(result: OptimizeResult):
             + ("Every constraint is met by the true metric at the optimum."
                if result.feasible else "NO evaluated point meets every constraint: the "
                "least violating one is shown."))
-    rows = [(v["path"], f"{_fmt(v['low'])} - {_fmt(v['high'])} {v['unit']}",
+    rows = [(f"{v['label']} ({v['path']})", f"{_fmt(v['low'])} - {_fmt(v['high'])} {v['unit']}",
              f"{_fmt(v['start'])} {v['unit']}", f"{v['value']:.4g} {v['unit']}")
             for v in result.variables]
     rows += [(f"objective: {o['outcome']}" + (f" (target {o['target']:g})" if o["target"]
@@ -591,8 +601,9 @@ def report_section(result: OptimizeResult):
               f"{_fmt(o['value'])} {o['unit']}" + (f" ({o['deviation']:.2f} % off target)"
                                                    if o["target"] else ""))]
     rows += [(f"constraint: {c['outcome']} {'<=' if c['bound'] == 'at_most' else '>='} "
-              f"{c['limit']:g}", "met" if c["met"] else "VIOLATED", f"smooth {_fmt(c['smooth'])}",
-              f"{_fmt(c['value'])} {c['unit']}") for c in result.constraints]
+              f"{c['limit']:g} {c['unit']}", "met" if c["met"] else "VIOLATED",
+              f"smooth {_fmt(c['smooth'])}", f"{_fmt(c['value'])} {c['unit']}")
+             for c in result.constraints]
     png = _convergence_png(result)
     return Section(
         heading="Optimised treatment", text=text,

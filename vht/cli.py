@@ -173,7 +173,7 @@ def _optimize(args) -> int:
     print(f"  arm {result.arm.name!r}: " + ("every constraint met" if result.feasible else
                                             "NO point meets every constraint"))
     for v in result.variables:
-        print(f"    {v['path']} = {v['value']:.4g} {v['unit']}  (bounds {v['low']:g}-"
+        print(f"    {v['label']} = {v['value']:.4g} {v['unit']}  (bounds {v['low']:g}-"
               f"{v['high']:g}, start {v['start']:g})")
     print(f"    {o['sense']} {o['outcome']}: {o['value']:.4g} {o['unit']} (mean over members"
           + (f"; {o['deviation']:.2f} % off the target {o['target']:g})" if o["target"]
