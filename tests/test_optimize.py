@@ -217,6 +217,12 @@ def test_optimize_errors_name_the_key_and_its_line(edit, fragment):
     assert where[0] == "<scenario>" and where[1].isdigit(), str(error.value)  # the line
 
 
+def test_a_stiff_twin_is_refused_with_the_reason():
+    text = AUC.replace('twin = "oral_pk"', 'twin = "mean_flow_circulation"')
+    with pytest.raises(ScenarioFileError, match="needs a non-stiff twin: this one is stiff"):
+        Problem(read_whatif(text))
+
+
 def test_an_infeasible_constraint_is_reported_not_hidden(tmp_path):
     text = AUC.replace('target = { outcome = "AUC 0-24 h", value = "100 mg*h/L" }',
                        'minimize = "AUC 0-24 h"\nconstraints = [ { outcome = '

@@ -38,12 +38,15 @@ meets them, the result says so (``feasible`` False) and gives the least violatin
 
 **Gradients.** An evaluation simulates the optimised arm for all members with
 ``simulate_ensemble`` (the batch-major Dormand-Prince integrator of the what-if run, at its
-tolerances; vmapped diffrax ``simulate`` for stiff twins) and pushes the derivatives with
+tolerances) and pushes the derivatives with
 respect to ``u`` forward through it (``jax.jacfwd``, one tangent per variable: for a few
 variables cheaper than reverse mode, and the integrator's while loop has no reverse-mode rule).
 Switch times of rules (``correction_insulin``, ``fluid_rule``) are located by bisection, which
 passes no derivative: with such a rule in the optimised arm the gradient misses how a dose
 moves the switch times, and the true-metric check above is what keeps the answer honest.
+Stiff twins (the beat-averaged circulation, the whole-body twin) are refused: derivatives
+through their implicit solves failed here (a singular Newton system in diffrax's Kvaerno3,
+forward and reverse mode alike).
 
 **The search.** L-BFGS-B (scipy, as the population fits use: optax's L-BFGS would inline the
 simulation at every call site of its line search) on the unit box, from the variables'
@@ -67,7 +70,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._scenario import Scenario
-from ._simulate import simulate
 from ._simulate_ensemble import simulate_ensemble
 from ._units import units as ureg
 from ._whatif import (
@@ -185,6 +187,14 @@ class Problem:
                                     "to optimise, its objective and its decision variables")
         self.spec, self.opt = spec, opt
         self.patient = _patient(spec)
+        if self.patient[0].stiffness != "nonstiff":
+            # Derivatives through the implicit solves of a stiff twin (vmapped diffrax
+            # Kvaerno3, forward or reverse mode) failed on the beat-averaged circulation
+            # with a singular Newton system: refused rather than answered wrongly.
+            raise spec.error("patient", "vht optimize needs a non-stiff twin: this one is "
+                             f"{self.patient[0].stiffness}, and gradients through its "
+                             "implicit solves are not supported yet (compare fixed "
+                             "strategies with vht whatif)")
         registering = Decisions(spec)
         twin, members, _, outcomes, warnings, _ = build(spec, decisions=registering,
                                                          patient=self.patient)
@@ -253,16 +263,8 @@ class Problem:
         return Scenario(arms[-1][1].interventions)  # the optimised arm comes last
 
     def simulate(self, u):
-        scenario = self.scenario(u)
-        if self.twin.stiffness == "nonstiff":
-            solution = simulate_ensemble(self.cohort, scenario, ts=self.ts, y0=self.y0,
-                                         max_steps=MAX_STEPS, **ENSEMBLE_TOLERANCES)
-        else:
-            import diffrax
-
-            solution = jax.vmap(lambda tw, y: simulate(
-                tw, scenario, ts=self.ts, y0=y, throw=False, max_steps=MAX_STEPS,
-                adjoint=diffrax.ForwardMode()))(self.cohort, self.y0)
+        solution = simulate_ensemble(self.cohort, self.scenario(u), ts=self.ts, y0=self.y0,
+                                     max_steps=MAX_STEPS, **ENSEMBLE_TOLERANCES)
         return {s: solution[s] for s in self.signals}
 
     def metrics(self, u, margins, weights):
