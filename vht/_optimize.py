@@ -44,9 +44,10 @@ variables cheaper than reverse mode, and the integrator's while loop has no reve
 Switch times of rules (``correction_insulin``, ``fluid_rule``) are located by bisection, which
 passes no derivative: with such a rule in the optimised arm the gradient misses how a dose
 moves the switch times, and the true-metric check above is what keeps the answer honest.
-Stiff twins (the beat-averaged circulation, the whole-body twin) are refused: derivatives
-through their implicit solves failed here (a singular Newton system in diffrax's Kvaerno3,
-forward and reverse mode alike).
+Stiff twins (the beat-averaged circulation, the whole-body twin) are refused for now: a
+gradient of the vmapped diffrax Kvaerno3 solve at one point works (value and gradient agree
+between vmap and a sequential map), but an optimisation run on the beat-averaged circulation
+stopped in a derivative solve with a singular Newton system, which is not understood yet.
 
 **The search.** L-BFGS-B (scipy, as the population fits use: optax's L-BFGS would inline the
 simulation at every call site of its line search) on the unit box, from the variables'
@@ -188,9 +189,9 @@ class Problem:
         self.spec, self.opt = spec, opt
         self.patient = _patient(spec)
         if self.patient[0].stiffness != "nonstiff":
-            # Derivatives through the implicit solves of a stiff twin (vmapped diffrax
-            # Kvaerno3, forward or reverse mode) failed on the beat-averaged circulation
-            # with a singular Newton system: refused rather than answered wrongly.
+            # An optimisation run on the beat-averaged circulation stopped in a derivative
+            # solve of diffrax's Kvaerno3 (a singular Newton system), though a gradient at
+            # one point works: refused until understood rather than answered wrongly.
             raise spec.error("patient", "vht optimize needs a non-stiff twin: this one is "
                              f"{self.patient[0].stiffness}, and gradients through its "
                              "implicit solves are not supported yet (compare fixed "
