@@ -33,6 +33,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from . import _distributed as distributed
+from . import data as data
 from . import network as network
 from ._diagram import twin_diagram as twin_diagram
 from ._ensemble import Sweep as Sweep
