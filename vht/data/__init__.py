@@ -26,6 +26,7 @@ from ._ingest import PatientData as PatientData
 from ._ingest import Repair as Repair
 from ._ingest import ingest as ingest
 from ._ingest import is_identifying as is_identifying
+from ._nonmem import read_nonmem as read_nonmem
 from ._privacy import PrivacyError as PrivacyError
 from ._privacy import Pseudonymizer as Pseudonymizer
 from ._privacy import make_private as make_private

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 
 class DataError(ValueError):
-    """Patient data that vht refuses to ingest."""
+    """Patient data that vht refuses to ingest.
+
+    ``redacted`` is the message without any text taken from the data (a unit or code that no
+    vocabulary matched is described, not quoted); ingestion raises with it, so that a name
+    typed into the wrong column never reaches a log.
+    """
+
+    def __init__(self, message: str, redacted: str | None = None):
+        super().__init__(message)
+        self.redacted = message if redacted is None else redacted
 
 
 class SchemaError(DataError):

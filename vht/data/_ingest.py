@@ -22,9 +22,11 @@ in ``PatientData.repairs``) is the policy of ``docs/content/howto/patient_data.m
 |---|---|
 | unknown code, route or sex | ``CodeError`` |
 | unknown, ambiguous or wrong-dimension unit | ``UnitError`` |
-| text in a numeric field, inf, a value outside its valid range (negative concentrations, impossible vital signs, swapped units) | ``ValueDataError`` |
+| text in a numeric field, inf | ``ValueDataError`` |
+| a value outside its valid range (negative, impossible, swapped units) | ``ValueDataError`` |
 | a missing observed value (empty cell, NaN) | row dropped, warning |
-| missing time, mixed numeric and calendar times, the same time with two different values | ``TimeError`` |
+| missing time, numbers mixed with dates | ``TimeError`` |
+| the same time with two different values | ``TimeError`` |
 | rows out of time order | sorted, warning |
 | an exact duplicate row | dropped, warning |
 | a dose after the subject's last observation | dropped, warning |
@@ -298,8 +300,11 @@ def ingest(rows: pd.DataFrame, dictionary: DataDictionary, pseudonyms: Pseudonym
 def _lookup(dictionary, kind, code, where) -> str:
     try:
         return dictionary.lookup(kind, code)
-    except CodeError as error:
-        raise CodeError(f"{where}: {error}") from None
+    except CodeError:
+        declared = {"observation": dictionary.observations, "dose": dictionary.doses,
+                    "covariate": dictionary.covariates}[kind]
+        raise CodeError(f"{where}: the {kind} code ({_text_note(code)}) is not in the data "
+                        f"dictionary, which declares {sorted(declared)}") from None
 
 
 def _convert(value, unit, to_unit, molar_mass, where, name) -> float:
@@ -311,7 +316,7 @@ def _convert(value, unit, to_unit, molar_mass, where, name) -> float:
     try:
         return float(convert(value, unit, to_unit, molar_mass))
     except UnitError as error:
-        raise UnitError(f"{where}: {name}: {error}") from None
+        raise UnitError(f"{where}: the unit of {name} {error.redacted}") from None
 
 
 def _dimensionless(unit: str) -> bool:
@@ -344,8 +349,9 @@ def _route(raw, default, where) -> str:
     if not text:
         return default
     if text not in _ROUTE_SPELLINGS:
-        raise CodeError(f"{where}: route {raw!r} is not one vht knows ({ROUTES}, or the SNOMED "
-                        "CT codes 26643006 oral and 47625008 intravenous)")
+        raise CodeError(f"{where}: the route ({_text_note(raw)}) is not one vht knows "
+                        f"({ROUTES}, or the SNOMED CT codes 26643006 oral and 47625008 "
+                        "intravenous)")
     return _ROUTE_SPELLINGS[text]
 
 

@@ -26,7 +26,8 @@ DOSE_COLUMNS = ("subject", "time", "drug", "amount", "unit")
 DOSE_OPTIONAL = ("route", "duration")
 
 
-def _read(path: Path, required, optional, dictionary, table, repairs) -> pd.DataFrame:
+def _read(path: Path, required, optional, dictionary, table, repairs,
+          allow_empty: bool = False) -> pd.DataFrame:
     with open(path, newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -42,7 +43,7 @@ def _read(path: Path, required, optional, dictionary, table, repairs) -> pd.Data
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=lambda c: c.strip()
                         in kept, skipinitialspace=True)
     frame.columns = [c.strip() for c in frame.columns]
-    if frame.empty:
+    if frame.empty and not allow_empty:
         raise SchemaError(f"{table}: no rows")
     return frame, covariate_columns
 
@@ -71,7 +72,7 @@ def read_tidy_csv(observations: str | Path, dictionary: DataDictionary,
                          "duration": ""})
     if doses is not None:
         dose_frame, dose_covariates = _read(Path(doses), DOSE_COLUMNS, DOSE_OPTIONAL,
-                                            dictionary, "doses", repairs)
+                                            dictionary, "doses", repairs, allow_empty=True)
         if dose_covariates:
             raise SchemaError(f"doses: covariate columns {dose_covariates} belong in the "
                               "observations table")

@@ -21,7 +21,7 @@ ambiguous, with the reason:
 
 | code | why refused | write instead |
 |---|---|---|
-| ``U`` (and prefixed, ``mU``, ``uU``) | UCUM's U is the enzyme unit (umol/min); clinical data use it for insulin's international unit | ``[IU]`` (``m[IU]/L``) |
+| ``U`` (``mU``, ``uU``) | UCUM's U is the enzyme unit (umol/min), not insulin's IU | ``[IU]`` |
 | ``eq`` (``meq``) | an equivalent is a mole times a valence the code does not carry | ``mmol`` |
 | ``[pH]``, ``[arb'U]`` and other arbitrary units | no conversion exists | the variable's own unit |
 
@@ -115,8 +115,11 @@ class UcumUnit:
         return units.Quantity(value * self.factor if self.factor != 1.0 else value, self.unit)
 
 
-def _fail(code: str, why: str) -> UnitError:
-    return UnitError(f"UCUM code {code!r}: {why}")
+def _fail(code: str, why: str, safe: str | None = None) -> UnitError:
+    """The error for a code; ``safe`` is ``why`` without text of the code (see
+    ``DataError.redacted``), for reasons that quote part of it."""
+    return UnitError(f"UCUM code {code!r}: {why}",
+                     redacted=f"is not a UCUM code vht reads: {safe or why}")
 
 
 @functools.cache
@@ -132,7 +135,8 @@ def parse_ucum(code: str) -> UcumUnit:
     if text != code or not text or " " in text:
         raise _fail(code, "empty, or with spaces (UCUM codes have none; '1' is the unit one)")
     if text in _COMMON_MISTAKES:
-        raise _fail(code, f"not a UCUM code; write {_COMMON_MISTAKES[text]!r}")
+        raise _fail(code, f"not a UCUM code; write {_COMMON_MISTAKES[text]!r}",
+                    f"a common misspelling; write {_COMMON_MISTAKES[text]!r}")
     factor, dims = _Parser(text).parse()
     try:
         unit = units.Unit("dimensionless") if not dims else units.Unit(
@@ -157,7 +161,7 @@ class _Parser:
             factor, dims = self._term()
         if self.position != len(self.code):
             raise _fail(self.code, f"unexpected {self.code[self.position]!r} at position "
-                                   f"{self.position}")
+                                   f"{self.position}", "malformed")
         return factor, {k: v for k, v in dims.items() if v}
 
     def _term(self) -> tuple[float, dict[str, int]]:
@@ -220,7 +224,8 @@ def _simple_unit(code: str, symbol: str) -> tuple[float, dict[str, int]]:
         symbol, exponent = match["unit"], int(match["exponent"])
     for prefix, atom in _splits(symbol):
         if atom in AMBIGUOUS:
-            raise _fail(code, f"{symbol!r} is ambiguous: {AMBIGUOUS[atom]}")
+            raise _fail(code, f"{symbol!r} is ambiguous: {AMBIGUOUS[atom]}",
+                        f"ambiguous: {AMBIGUOUS[atom]}")
         if atom not in ATOMS:
             continue
         name, factor, prefixable = ATOMS[atom]
@@ -232,7 +237,8 @@ def _simple_unit(code: str, symbol: str) -> tuple[float, dict[str, int]]:
             return factor ** exponent, {}
         return factor ** exponent, {name: exponent}
     hint = f"; write {_COMMON_MISTAKES[symbol]!r}" if symbol in _COMMON_MISTAKES else ""
-    raise _fail(code, f"unknown unit {symbol!r}{hint}")
+    raise _fail(code, f"unknown unit {symbol!r}{hint}",
+                f"an unknown unit of {len(symbol)} characters{hint}")
 
 
 def _splits(symbol: str):
@@ -304,7 +310,7 @@ def convert(values, code: str, to_unit: str, molar_mass: str | None = None):
         return quantity.to(target).magnitude
     except pint.errors.DimensionalityError:
         pass
-    if molar_mass is not None:
+    if molar_mass is not None and quantity._is_multiplicative:
         mass_per_mole = units.Quantity(molar_mass)
         for candidate in (quantity / mass_per_mole, quantity * mass_per_mole):
             if candidate.dimensionality == target.dimensionality:
