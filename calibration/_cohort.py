@@ -35,6 +35,23 @@ class CohortFit:
     estimates: pd.DataFrame
     standard_errors: pd.DataFrame
     seconds: float
+    hessians: np.ndarray | None = None  # per subject, of the objective in z
+
+    @property
+    def covariances(self) -> np.ndarray:
+        """Laplace covariances of each subject's z (pseudo-inverse Hessians)."""
+        return np.stack([np.linalg.pinv(0.5 * (h + h.T), hermitian=True) for h in
+                         self.hessians])
+
+    @property
+    def unidentifiable(self) -> dict[str, list[str]]:
+        """Per subject, the unknowns the data do not determine (the Fisher-information flag
+        of ``fit_individual``)."""
+        from ._individual import _identifiability
+
+        names = self.problem.names
+        return {s: _identifiability(0.5 * (h + h.T), names)[1]
+                for s, h in zip(self.subjects, self.hessians)}
 
     def plots(self, records: pd.DataFrame, directory, max_subjects: int = 16) -> list:
         """Observed vs predicted, individual fits on a grid and residuals, as PNG files in
@@ -79,7 +96,7 @@ def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
         covariance = jnp.linalg.pinv(hessian, hermitian=True)
         slopes = jax.jacfwd(lambda w: jnp.stack(list(problem.constrained(w).values())))(z)
         se = jnp.sqrt(jnp.clip(jnp.einsum("ij,jk,ik->i", slopes, covariance, slopes), 0.0))
-        return z, values[best], se
+        return z, values[best], se, hessian
 
     return fit_one
 
@@ -95,14 +112,14 @@ def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | No
                                                 seed)))
     compiled = program.lower(batch).compile()  # compile outside the timing, as loop_fit does
     started = time.perf_counter()
-    z, objective, se = jax.block_until_ready(compiled(batch))
+    z, objective, se, hessians = jax.block_until_ready(compiled(batch))
     seconds = time.perf_counter() - started
     natural = jax.vmap(problem.constrained)(z)
     names = list(natural)
     estimates = pd.DataFrame({k: np.asarray(natural[k]) for k in names}, index=subjects)
     errors = pd.DataFrame(np.asarray(se), columns=names, index=subjects)
     return CohortFit(problem, subjects, np.asarray(z), np.asarray(objective), estimates, errors,
-                     seconds)
+                     seconds, np.asarray(hessians))
 
 
 def loop_fit(problem: Problem, records: pd.DataFrame, subjects: list[str] | None = None, *,

@@ -53,6 +53,9 @@ from ._organ import ParameterInfo as ParameterInfo
 from ._organ import State as State
 from ._organ import parameter as parameter
 from ._plots import plot_signal as plot_signal
+from ._report import Section as Section
+from ._report import markdown_document as markdown_document
+from ._report import write_document as write_document
 from ._results import load_dataset as load_dataset
 from ._results import save_dataset as save_dataset
 from ._results import to_dataset as to_dataset

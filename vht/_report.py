@@ -244,6 +244,7 @@ class Section:
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     figures: tuple[tuple[bytes, str, str], ...] = ()
+    kind: str = "extra"  # the <section>'s class, for readers and tests of the HTML
 
 
 def _png_figure(png: bytes, alt: str, caption: str) -> str:
@@ -254,7 +255,7 @@ def _png_figure(png: bytes, alt: str, caption: str) -> str:
 
 
 def _section(section: Section) -> list[str]:
-    parts = [f'<section class="extra"><h2>{_e(section.heading)}</h2>']
+    parts = [f'<section class="{_e(section.kind)}"><h2>{_e(section.heading)}</h2>']
     if section.text:
         parts.append(f"<p>{_e(section.text)}</p>")
     if section.columns:
@@ -317,19 +318,7 @@ def write_report(
     all_warnings += [f"arm {arm}: {int(f)} of {n_members} members failed and are left out of "
                      f"the medians, bands and intervals" for arm, f in zip(arms, failed) if f]
 
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_e(title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
-             "<main>", f"<h1>{_e(title)}</h1>"]
-
-    if all_warnings:
-        parts.append('<section class="warnings" role="alert"><h2>Warnings</h2><ul>')
-        parts += [f"<li>{_e(w)}</li>" for w in all_warnings]
-        parts.append("</ul></section>")
-    else:
-        parts.append('<section class="warnings empty"><h2>Warnings</h2><p>none</p></section>')
-
+    parts = _opening(title, all_warnings)
     parts.append('<section class="outcomes"><h2>Outcomes</h2>')
     parts += _outcome_table(outcomes, arms, counts)
     parts.append("</section>")
@@ -345,14 +334,77 @@ def write_report(
         parts.append(_png_figure(png, alt, f"{name}: median and 90 % band over {n_members} "
                                  "members per arm (failed members left out)"))
     parts.append("</section>")
-    parts.append("</main>")
-
-    parts.append("<footer><h2>Provenance</h2><dl>")
-    parts += [f"<dt>{_e(k)}</dt><dd>{_e(_provenance_value(v))}</dd>"
-              for k, v in provenance.items()]
-    parts.append("</dl></footer>")
-    parts += ["</body>", "</html>", ""]
-
+    parts += _closing(provenance)
     path = Path(path)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _opening(title: str, warnings: Sequence[str]) -> list[str]:
+    """The document's head, title and warnings section."""
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_e(title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
+             "<main>", f"<h1>{_e(title)}</h1>"]
+    if warnings:
+        parts.append('<section class="warnings" role="alert"><h2>Warnings</h2><ul>')
+        parts += [f"<li>{_e(w)}</li>" for w in warnings]
+        parts.append("</ul></section>")
+    else:
+        parts.append('<section class="warnings empty"><h2>Warnings</h2><p>none</p></section>')
+    return parts
+
+
+def _closing(provenance: Mapping[str, Any]) -> list[str]:
+    """The end of <main>, the provenance footer and the end of the document."""
+    parts = ["</main>", "<footer><h2>Provenance</h2><dl>"]
+    parts += [f"<dt>{_e(k)}</dt><dd>{_e(_provenance_value(v))}</dd>"
+              for k, v in provenance.items()]
+    parts += ["</dl></footer>", "</body>", "</html>", ""]
+    return parts
+
+
+def write_document(path: str | os.PathLike, *, title: str, sections: Sequence[Section],
+                   warnings: Sequence[str] = (), provenance: Mapping[str, Any] | None = None,
+                   ) -> Path:
+    """Write a self-contained HTML document of ``Section``s (the validation and credibility
+    reports): the same guarantees as ``write_report`` (no external loads, a
+    Content-Security-Policy, every text escaped, figures embedded), its warnings section first
+    and provenance last."""
+    parts = _opening(title, [str(w) for w in warnings])
+    for section in sections:
+        parts += _section(section)
+    parts += _closing(provenance or {})
+    path = Path(path)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def markdown_document(*, title: str, sections: Sequence[Section],
+                      warnings: Sequence[str] = (),
+                      provenance: Mapping[str, Any] | None = None,
+                      figure_files: Mapping[str, str] | None = None) -> str:
+    """The same document as Markdown text (tables as pipe tables; a figure as a link to its
+    PNG file where ``figure_files`` maps its alt text to a path, else its caption)."""
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"# {title}", "", "## Warnings", ""]
+    lines += [f"- {w}" for w in warnings] or ["none"]
+    for section in sections:
+        lines += ["", f"## {section.heading}", ""]
+        if section.text:
+            lines += [section.text, ""]
+        if section.columns:
+            lines.append("| " + " | ".join(cell(c) for c in section.columns) + " |")
+            lines.append("|" + "---|" * len(section.columns))
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in section.rows]
+            lines.append("")
+        for _, alt, caption in section.figures:
+            target = (figure_files or {}).get(alt)
+            lines += [f"![{alt}]({target})" if target else f"*Figure: {alt}*", "",
+                      f"*{caption}*", ""]
+    lines += ["", "## Provenance", ""]
+    lines += [f"- **{k}**: {_provenance_value(v)}" for k, v in (provenance or {}).items()]
+    return "\n".join(lines) + "\n"

@@ -201,18 +201,20 @@ def _with_root_tolerances(solver, rtol: float, atol: float):
 
 
 def finish_run(twin: Twin, forcing: _Forcing, ts: Array, ys: Array, status: Array,
-               bound_check: bool) -> tuple[Array, Array, Array, Array]:
+               bound_check: bool, atol: float = 0.0) -> tuple[Array, Array, Array, Array]:
     """The last step of every run, single or ensemble member: non-finite values and states
     outside their declared bounds become failures, failures get NaN states and signals, and
     the signals are evaluated at the save times. Returns (ys, signals, status, index of the
     first state out of bounds)."""
     status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
-    # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, so that
-    # round-off around a bound (an emptied depot at -1e-15 mg) is not an error.
+    # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, and at
+    # least ten times the solver's absolute tolerance, so that round-off and the solver's own
+    # error around a bound (an emptied depot at -1e-10 mg, saved only once nearly empty) is
+    # not an error.
     specs = twin.state_specs
     lower = np.array([s.lower for s in specs])
     upper = np.array([s.upper for s in specs])
-    scale = 1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9)
+    scale = jnp.maximum(1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9), 10.0 * atol)
     violated = (ys < lower - scale) | (ys > upper + scale)
     first_bad_state = jnp.argmax(jnp.any(violated, axis=0))
     implausible = jnp.any(violated) & bound_check
@@ -362,7 +364,8 @@ def _simulate_jit(twin, scenario, y0, ts, t0, t1, dt, static):
     unfinished = (t_final < t1) | ((ptr < n_doses) & (dose_times[jnp.minimum(ptr, dose_times.size
                                                                               - 1)] <= t1))
     status = jnp.where((status == Status.OK) & unfinished, Status.SWITCH_BUDGET, status)
-    ys, signals, status, first_bad_state = finish_run(twin, forcing, ts, ys, status, bound_check)
+    ys, signals, status, first_bad_state = finish_run(twin, forcing, ts, ys, status, bound_check,
+                                                      atol)
     failed = status != Status.OK
     specs = twin.state_specs
 

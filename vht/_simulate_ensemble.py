@@ -564,7 +564,8 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
                     n_steps=n_steps, since_stop=since_stop, done=done)
 
     final = jax.lax.while_loop(lambda c: ~jnp.all(c["done"]), attempt, carry)
-    finish = jax.vmap(lambda m, ys, s: finish_run(m.twin, m.forcing, ts, ys, s, bound_check))
+    finish = jax.vmap(lambda m, ys, s: finish_run(m.twin, m.forcing, ts, ys, s, bound_check,
+                                                  atol))
     ys, signals, status, _ = finish(members, final["out"], final["status"])
     return ys, signals, status, final["n_steps"]
 

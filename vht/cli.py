@@ -188,6 +188,46 @@ def _optimize(args) -> int:
     return 0 if result.feasible else 1
 
 
+def _validate(args) -> int:
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    started = time.perf_counter()
+    enable_compilation_cache(args.cache)
+    from calibration._study import StudyFileError
+    from calibration._validation import validate_main
+
+    from .data import DataError
+
+    try:
+        result, files = validate_main(args.study, args.out, key_file=args.key_file,
+                                      progress=not args.no_progress)
+    except (StudyFileError, DataError) as error:
+        print(f"vht validate: {error}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"vht validate: {result.study.title}")
+    print(f"  {m['n_subjects']} patients calibrated on {m['n_calibration_observations']} "
+          f"observations, {m['n_validation_observations']} held out")
+    for variable, entry in m["variables"].items():
+        o = entry["overall"]
+        print(f"  {variable}: RMSE {o['rmse']:.4g} {entry['unit']}, bias {o['bias']:+.4g} "
+              f"{entry['unit']}, {m['level']:.0%} interval coverage {o['coverage']:.1%} "
+              f"(calibrated range {o['coverage_range'][0]:.1%}-{o['coverage_range'][1]:.1%})")
+        for group, g in entry["groups"].items():
+            if len(entry["groups"]) > 1:
+                print(f"    {group}: n {g['n']}, RMSE {g['rmse']:.4g}, bias {g['bias']:+.4g}, "
+                      f"coverage {g['coverage']:.1%}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    print(f"  report: {files['html']}")
+    print(f"  metrics: {files['metrics']}")
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _info(args) -> int:
     import jax
 
@@ -297,6 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "~/.cache/vht/jax, or $VHT_CACHE_DIR/jax)")
     optimize.add_argument("--no-progress", action="store_true", help="no progress bars")
     optimize.set_defaults(handler=_optimize)
+    validate = sub.add_parser(
+        "validate", help="calibrate patients on part of their data and predict the rest",
+        description="Run a validation study file (TOML: context of use, data and its "
+        "dictionary, model, split, prediction intervals): ingest the patient data "
+        "(pseudonymised), calibrate each patient on the calibration window or subset, predict "
+        "the held-out data with prediction intervals, and write report.html, report.md, "
+        "metrics.json, predictions.csv, estimates.csv and figures (owner-readable only). "
+        "Refuses a study whose calibration and validation data overlap. Example: "
+        "vht validate experiments/validation/studies/theoph.toml")
+    validate.add_argument("study", help="the study file (.toml)")
+    validate.add_argument("--out", help="output folder (default results/validation/<file name>)")
+    validate.add_argument("--key-file", help="pseudonym key file (default the study's key_file, "
+                          "else $VHT_PSEUDONYM_KEY, else a random key for this run)")
+    validate.add_argument("--cache", help="JAX compilation cache folder, or 'off'")
+    validate.add_argument("--no-progress", action="store_true", help="no progress lines")
+    validate.set_defaults(handler=_validate)
     info = sub.add_parser("info", help="versions, devices and MPI status",
                           description="Print the versions of vht and its numerical stack, the "
                           "JAX devices, and whether MPI is available.")

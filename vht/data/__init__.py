@@ -27,6 +27,7 @@ from ._ingest import Repair as Repair
 from ._ingest import ingest as ingest
 from ._ingest import is_identifying as is_identifying
 from ._nonmem import read_nonmem as read_nonmem
+from ._omop import read_omop as read_omop
 from ._privacy import PrivacyError as PrivacyError
 from ._privacy import Pseudonymizer as Pseudonymizer
 from ._privacy import make_private as make_private

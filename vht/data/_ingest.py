@@ -431,7 +431,11 @@ def _tidy(table: pd.DataFrame, value_column: str, log: Repairs) -> pd.DataFrame:
                 first = series.index[np.argmax(np.diff(series["time"].to_numpy()) < 0) + 1]
                 log.add("unsorted", table.at[first, "position"], subject,
                         f"{name} times are out of order; the rows are sorted by time")
-    table = table.sort_values(["subject", "name", "time", "order"], kind="stable")
+    # subjects stay in the order the source gives them (not their pseudonyms' order), so that
+    # a study's results do not depend on the pseudonym key
+    table = table.assign(_first=table.groupby("subject")["order"].transform("min"))
+    table = table.sort_values(["_first", "name", "time", "order"], kind="stable")
+    table = table.drop(columns="_first")
     keep = np.ones(len(table), dtype=bool)
     previous = None
     for i, row in enumerate(table.itertuples(index=False)):
