@@ -20,6 +20,7 @@ from ._errors import SchemaError as SchemaError
 from ._errors import TimeError as TimeError
 from ._errors import UnitError as UnitError
 from ._errors import ValueDataError as ValueDataError
+from ._fhir import read_fhir as read_fhir
 from ._ingest import RECORD_COLUMNS as RECORD_COLUMNS
 from ._ingest import SOURCE_COLUMNS as SOURCE_COLUMNS
 from ._ingest import PatientData as PatientData
