@@ -573,7 +573,14 @@ CASES = {
                                                                "time")),
     "an Observation timed to the month": (
         _set(10, effectiveDateTime="2021-03"),
-        Raises(data.TimeError, "neither a number nor an ISO 8601 date-time")),
+        Raises(data.TimeError, r"entry 10 \(Observation\) \(subject s-\w{16}\): the time is "
+                               "known to the month only")),
+    "an Observation timed to the year (not a number of hours)": (
+        _set(10, effectiveDateTime="2021"),
+        Raises(data.TimeError, "the time is known to the year only; vht needs the day")),
+    "a dose timed to the year": (
+        _set(2, effectiveDateTime="2021"),
+        Raises(data.TimeError, r"entry 2 \(MedicationAdministration\) .* known to the year")),
     "a conflicting Observation at the same time": (
         lambda b: _append(copy.deepcopy(_entry(b, 10)) | {
             "valueQuantity": {"value": 9.9, "system": "http://unitsofmeasure.org",
@@ -586,6 +593,13 @@ CASES = {
     "entries in reverse order (a Bundle's order carries no meaning)": (
         lambda b: b | {"entry": b["entry"][::-1]},
         Repaired("", "", lambda d: d.records["time"].is_monotonic_increasing)),
+    "a vital-signs panel of hasMember references (no value of its own)": (
+        _append({"resourceType": "Observation", "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]},
+                 "subject": {"reference": "Patient/canary-pid-01"},
+                 "effectiveDateTime": "2021-03-01T09:00:00Z",
+                 "hasMember": [{"reference": "Observation/heart-rate"}]}),
+        Repaired("", "", lambda d: len(_concentrations(d)) == N_SUBJECT_1)),
     # other resources
     "a Practitioner (not read)": (
         _append(PRACTITIONER),

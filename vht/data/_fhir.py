@@ -60,6 +60,7 @@ Beyond the shared checks of ``vht.data.ingest``:
 | a ``medicationReference`` that resolves to no Medication | ``SchemaError`` |
 | ``effectivePeriod.end`` before its start | ``ValueDataError`` |
 | an oral dose's ``effectivePeriod`` | read at its start (an oral dose does not last) |
+| a time known to the year or month only (FHIR allows ``2021``, ``2021-03``) | ``TimeError`` |
 | a partial ``birthDate`` (year, or year and month) | mid-year or mid-month, warning |
 | resources of other R4 types (Practitioner, Encounter...; not validated) | not read, warning |
 | an entry without resource (a transaction's DELETE) | not read, warning |
@@ -639,6 +640,12 @@ def read_fhir(bundles, dictionary: DataDictionary, pseudonyms: Pseudonymizer, *,
     order = {}
     for row in rows:
         order.setdefault(row["subject"], len(order))
+        time = row["time"]
+        # FHIR allows "2021" and "2021-03"; ingest would read a bare year as a number of hours
+        if isinstance(time, str) and not _DATE_TIME.match(time.strip()):
+            raise TimeError(f"{row['position']} (subject {pseudonyms(row['subject'])}): the "
+                            f"time is known to the {'year' if len(time.strip()) <= 4 else 'month'}"
+                            " only; vht needs the day at least")
     keyed = sorted(enumerate(rows), key=lambda item: (
         order[item[1]["subject"]], item[1]["kind"] == "covariate", _sort_key(item[1]),
         item[0]))
