@@ -232,24 +232,12 @@ def ingest(rows: pd.DataFrame, dictionary: DataDictionary, pseudonyms: Pseudonym
         if row.kind == "observation":
             name = _lookup(dictionary, "observation", row.code, where)
             entry = dictionary.observations[name]
-            try:
-                value = _number(row.value)
-            except ValueError:
-                raise ValueDataError(f"{where}: {name} is not a number "
-                                     f"({_text_note(row.value)})") from None
-            if math.isnan(value):
+            converted = _measured(row, where, name, entry.unit, entry.molar_mass,
+                                  entry.valid_range)
+            if converted is None:
                 log.add("missing-value", row.position, row.subject,
                         f"{name} has no value; the row is dropped")
                 continue
-            if not math.isfinite(value):
-                raise ValueDataError(f"{where}: {name} is {value}, not a finite number")
-            converted = _convert(value, row.unit, entry.unit, entry.molar_mass, where, name)
-            lower, upper = entry.valid_range
-            if not lower <= converted <= upper:
-                raise ValueDataError(
-                    f"{where}: {name} = {value:g} {row.unit} lies outside its valid range "
-                    f"[{lower:g}, {upper:g}] {entry.unit}"
-                    f"{_swap_hint(value, row.unit, entry.unit, entry.molar_mass, lower, upper)}")
             observations.append({"order": order, "position": row.position,
                                  "subject": row.subject, "time": row.hours * time_factor,
                                  "variable": entry.variable, "value": converted,
@@ -295,6 +283,28 @@ def ingest(rows: pd.DataFrame, dictionary: DataDictionary, pseudonyms: Pseudonym
     covariate_table = _covariate_table(covariates, dictionary, observations, rows, log)
     records = _records(observations, doses, covariate_table)
     return PatientData(records, covariate_table, dictionary.time_unit, source, list(log))
+
+
+def _measured(row, where, name, unit, molar_mass, valid_range) -> float | None:
+    """A measured value in its model unit, checked: None when it is missing; raises on text,
+    inf, an impossible unit or a value outside ``valid_range`` (naming a likely unit swap)."""
+    try:
+        value = _number(row.value)
+    except ValueError:
+        raise ValueDataError(f"{where}: {name} is not a number "
+                             f"({_text_note(row.value)})") from None
+    if math.isnan(value):
+        return None
+    if not math.isfinite(value):
+        raise ValueDataError(f"{where}: {name} is {value}, not a finite number")
+    converted = _convert(value, row.unit, unit, molar_mass, where, name)
+    lower, upper = valid_range
+    if not lower <= converted <= upper:
+        raise ValueDataError(
+            f"{where}: {name} = {value:g} {row.unit} lies outside its valid range "
+            f"[{lower:g}, {upper:g}] {unit}"
+            f"{_swap_hint(value, row.unit, unit, molar_mass, lower, upper)}")
+    return converted
 
 
 def _lookup(dictionary, kind, code, where) -> str:
@@ -494,24 +504,10 @@ def _covariate(row, where, dictionary, covariates, log) -> None:
             text = _SEX_SPELLINGS[text]
         value = text
     else:
-        try:
-            value = _number(row.value)
-        except ValueError:
-            raise ValueDataError(f"{where}: {name} is not a number "
-                                 f"({_text_note(row.value)})") from None
-        if math.isnan(value):
+        value = _measured(row, where, name, entry.unit, None, entry.valid_range)
+        if value is None:
             log.add("missing-covariate", row.position, row.subject, f"{name} is empty; ignored")
             return
-        if not math.isfinite(value):
-            raise ValueDataError(f"{where}: {name} is {value}, not a finite number")
-        converted = _convert(value, row.unit, entry.unit, None, where, name)
-        lower, upper = entry.valid_range
-        if not lower <= converted <= upper:
-            raise ValueDataError(
-                f"{where}: {name} = {value:g} {row.unit} lies outside its valid range "
-                f"[{lower:g}, {upper:g}] {entry.unit}"
-                f"{_swap_hint(value, row.unit, entry.unit, None, lower, upper)}")
-        value = converted
     covariates.setdefault(row.subject, {}).setdefault(name, []).append(
         (row.position, value, row.hours))
 
