@@ -20,7 +20,7 @@ import pandas as pd
 from ._branch import absorption_branch, branch_summary
 from ._individual import minimise_traced
 from ._problem import Problem
-from ._records import read_subjects, subject_ids
+from ._records import subject_ids
 
 
 @dataclasses.dataclass
@@ -106,8 +106,7 @@ def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | No
                map_estimate: bool = True, seed: int = 0) -> CohortFit:
     """Fit every subject of ``records`` (or ``subjects``) in one compiled program."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
-    batch = read_subjects(records, subjects, problem.observed, problem.dose_units,
-                          problem.minutes_per_time_unit)
+    batch = problem.read_subjects(records, subjects)
     program = jax.jit(jax.vmap(_subject_program(problem, starts, spread, steps, map_estimate,
                                                 seed)))
     compiled = program.lower(batch).compile()  # compile outside the timing, as loop_fit does
@@ -128,8 +127,7 @@ def loop_fit(problem: Problem, records: pd.DataFrame, subjects: list[str] | None
     """The same fits one subject at a time (one compiled program, called in a Python loop).
     Returns (z per subject, seconds of the loop after compilation)."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
-    batch = read_subjects(records, subjects, problem.observed, problem.dose_units,
-                          problem.minutes_per_time_unit)
+    batch = problem.read_subjects(records, subjects)
     program = jax.jit(_subject_program(problem, starts, spread, steps, map_estimate, seed))
     first = jax.tree.map(lambda x: x[0], batch)
     jax.block_until_ready(program(first))  # compile outside the timing

@@ -25,17 +25,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ._problem import Problem  # noqa: E402
-from ._records import SubjectData, read_subjects  # noqa: E402
+from ._records import SubjectData  # noqa: E402
 
 
-def _dense(batch: SubjectData, n_points: int) -> SubjectData:
-    """The same subjects with observation slots on a dense grid from 0 to the last sample."""
+def _dense(batch: SubjectData, n_points: int, period: float | None = None) -> SubjectData:
+    """The same subjects with observation slots on a dense grid from 0 to the last sample
+    (on the clock ticks of a twin with sample ``period``, in minutes)."""
     last = np.max(np.where(batch.mask, batch.times, 0.0), axis=1)
     grid = np.linspace(0.0, 1.0, n_points)[None, :] * last[:, None]
+    if period is not None:
+        grid = batch.span[0] + np.round((grid - batch.span[0]) / period) * period
     zeros = np.zeros_like(grid)
     return SubjectData("", grid, zeros, zeros.astype(int), np.ones_like(grid, dtype=bool),
                        batch.dose_times, batch.dose_amounts, batch.dose_durations,
-                       batch.route_index)
+                       batch.route_index, batch.parameters, span=batch.span)
 
 
 def diagnostic_plots(problem: Problem, records: pd.DataFrame, subjects: list[str],
@@ -47,8 +50,7 @@ def diagnostic_plots(problem: Problem, records: pd.DataFrame, subjects: list[str
     paths. Only the first observed variable is drawn in the grid of individual fits."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    batch = read_subjects(records, subjects, problem.observed, problem.dose_units,
-                          problem.minutes_per_time_unit)
+    batch = problem.read_subjects(records, subjects)
     individual_z = jnp.asarray(individual_z, dtype=float)
     if population_z is not None:
         population_z = jnp.broadcast_to(jnp.asarray(population_z, dtype=float),
@@ -89,7 +91,7 @@ def diagnostic_plots(problem: Problem, records: pd.DataFrame, subjects: list[str
 
     # individual fits on a grid
     shown = min(len(subjects), max_subjects)
-    dense = jax.tree.map(lambda a: a[:shown], _dense(batch, 120))
+    dense = jax.tree.map(lambda a: a[:shown], _dense(batch, 120, problem.twin.sample_period()))
     curves = np.asarray(jax.jit(jax.vmap(problem.predict))(individual_z[:shown], dense))
     population_curves = None if population_z is None else np.asarray(
         jax.jit(jax.vmap(problem.predict))(population_z[:shown], dense))

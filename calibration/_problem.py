@@ -37,7 +37,7 @@ from jaxtyping import Array
 
 import vht
 
-from ._records import ROUTES, SubjectData
+from ._records import ROUTES, SubjectData, read_subjects
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -190,6 +190,34 @@ class LogNormalError(ErrorModel):
 
 # -- the problem -----------------------------------------------------------------------------
 
+# routes whose doses act on a parameter through its organ's dose rule
+PARAMETER_ROUTES = ("meal", "subcutaneous")
+
+
+def _dose_rule(twin: vht.Twin, route: str, target: str):
+    """(unit, rule) of the organ's dose rule for parameter ``target``."""
+    organ_name, _, parameter = target.partition(".")
+    if target not in twin.parameter_info():
+        raise ValueError(f"the {route} route doses a parameter (through its organ's dose "
+                         f"rule), and {target!r} is not a parameter of the twin")
+    organ = dict(zip(twin.names, twin.organs))[organ_name]
+    rules = type(organ).dose_rules
+    if parameter not in rules:
+        raise ValueError(f"{type(organ).__name__} has no dose rule for {parameter!r} (its dose "
+                         f"rules: {sorted(rules) or 'none'})")
+    return rules[parameter]
+
+
+def _rule_steps(twin: vht.Twin, route: str, target: str, is_route, amount, time) -> list:
+    """The dose rule's windows for one padded dose slot; a slot of another route gets windows
+    of zero length (never on), so that it cannot override a real dose's value."""
+    _, rule = _dose_rule(twin, route, target)
+    organ_name = target.partition(".")[0]
+    steps = rule(jnp.where(is_route, amount, 0.0), time, organ_name)
+    steps = [steps] if isinstance(steps, vht.ParameterStep) else list(steps)
+    return [vht.ParameterStep(p.parameter, p.value, p.time, jnp.where(is_route, p.duration, 0.0),
+                              p.unit) for p in steps]
+
 @dataclasses.dataclass(frozen=True)
 class FreeParameter:
     """A twin parameter (``"organ.name"``) to estimate, with its transform, optional prior and
@@ -211,6 +239,16 @@ class Problem(eqx.Module):
         observations={"drug.concentration": Additive(0.5)},
         dose_targets={"oral": "drug.depot"}, time_unit="h")
     ```
+
+    Dose targets: a state for the ``oral``, ``iv`` and ``infusion`` routes (the amount arrives
+    in it); a parameter for the ``meal`` and ``subcutaneous`` routes, given through its organ's
+    dose rule (``AbstractOrgan.dose_rules``: the UVA/Padova patient eats ``meal`` records on
+    ``patient.carb_rate`` at 5 g/min and takes ``subcutaneous`` insulin on
+    ``patient.bolus_rate``).
+
+    ``subject_parameters``: twin parameters that differ between subjects and are known (not
+    estimated), read from the records columns of the same name (one value per subject, in the
+    parameter's unit): a virtual patient's own physiology, a body weight.
     """
 
     twin: vht.Twin
@@ -221,11 +259,12 @@ class Problem(eqx.Module):
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    subject_parameters: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(self, twin: vht.Twin, free: Sequence[FreeParameter],
                  observations: Mapping[str, ErrorModel], dose_targets: Mapping[str, str],
                  time_unit: str = "h", rtol: float = 1e-8, atol: float = 1e-10,
-                 max_steps: int = 20_000):
+                 max_steps: int = 20_000, subject_parameters: Sequence[str] = ()):
         info = twin.parameter_info()
         names = [f.name for f in free]
         for name in names:
@@ -240,7 +279,15 @@ class Problem(eqx.Module):
         for route, target in dose_targets.items():
             if route not in ROUTES:
                 raise ValueError(f"dose route {route!r} is not one of {ROUTES}")
-            twin.state_index(target)
+            if route in PARAMETER_ROUTES:
+                _dose_rule(twin, route, target)
+            else:
+                twin.state_index(target)
+        for name in subject_parameters:
+            if name not in info:
+                raise ValueError(f"subject parameter {name!r} is not a parameter of the twin")
+            if name in names:
+                raise ValueError(f"{name!r} is both free and a known subject parameter")
         vht.conversion_factor(time_unit, "min")
         self.twin = twin
         self.free = tuple(free)
@@ -248,6 +295,7 @@ class Problem(eqx.Module):
         self.dose_targets = tuple(dose_targets.items())
         self.time_unit = time_unit
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+        self.subject_parameters = tuple(subject_parameters)
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -260,8 +308,11 @@ class Problem(eqx.Module):
 
     @property
     def dose_units(self) -> dict[str, str]:
+        """Route -> the unit its amounts are given in (the target state's, or the dose
+        rule's)."""
         units = dict(zip(self.twin.state_names, self.twin.state_units))
-        return {route: units[target] for route, target in self.dose_targets}
+        return {route: _dose_rule(self.twin, route, target)[0] if route in PARAMETER_ROUTES
+                else units[target] for route, target in self.dose_targets}
 
     @property
     def minutes_per_time_unit(self) -> float:
@@ -281,6 +332,25 @@ class Problem(eqx.Module):
     def size(self) -> int:
         return len(self.names)
 
+    def read_subjects(self, records, subjects: Sequence[str]) -> SubjectData:
+        """``subjects`` of a records table as the stacked, padded arrays this problem reads
+        (observed variables, dose units and subject parameters converted)."""
+        batch = read_subjects(records, list(subjects), self.observed, self.dose_units,
+                              self.minutes_per_time_unit, self.subject_parameters)
+        period = self.twin.sample_period()
+        if period is not None:
+            # a clocked twin is read at its ticks (``simulate(save_at_ticks=True)``)
+            ticks = (np.asarray(batch.times) - batch.span[0]) / period
+            off = np.abs(ticks - np.round(ticks)) > 1e-9 * (1.0 + np.abs(ticks))
+            if np.any(off):
+                i, j = np.argwhere(off)[0]
+                raise ValueError(
+                    f"subject {list(subjects)[i]}: an observation at "
+                    f"{batch.times[i, j] / self.minutes_per_time_unit:g} {self.time_unit} lies "
+                    f"between the twin's clock ticks (every {period:g} min from "
+                    f"{batch.span[0]:g} min); a clocked twin is observed at its ticks")
+        return batch
+
     # -- vectors -----------------------------------------------------------------------------
 
     def initial(self) -> Array:
@@ -299,9 +369,21 @@ class Problem(eqx.Module):
             out[name] = jnp.exp(z[len(self.free) + k])
         return out
 
-    def twin_at(self, z: Array) -> vht.Twin:
+    def twin_at(self, z: Array, subject: SubjectData | None = None) -> vht.Twin:
+        """The twin at ``z``: the subject's known parameters (``subject_parameters``), then the
+        free ones."""
         values = self.constrained(z)
-        return self.twin.replace({f.name: values[f.name] for f in self.free})
+        twin = self.twin
+        if self.subject_parameters:
+            if subject is None or np.shape(subject.parameters)[-1:] != (
+                    len(self.subject_parameters),):
+                raise ValueError("this problem has subject parameters "
+                                 f"{list(self.subject_parameters)}: read the subjects with "
+                                 "read_subjects(..., parameters=problem.subject_parameters)")
+            known = jnp.asarray(subject.parameters)
+            twin = twin.replace({name: known[k]
+                                 for k, name in enumerate(self.subject_parameters)})
+        return twin.replace({f.name: values[f.name] for f in self.free})
 
     # -- predictions and objective -------------------------------------------------------------
 
@@ -314,6 +396,11 @@ class Problem(eqx.Module):
         times = jnp.asarray(subject.dose_times)
         durations = jnp.asarray(subject.dose_durations)
         for k in range(len(subject.dose_amounts)):
+            for parameter_route in PARAMETER_ROUTES:
+                if parameter_route in targets:
+                    items += _rule_steps(self.twin, parameter_route, targets[parameter_route],
+                                         route[k] == ROUTES.index(parameter_route),
+                                         amounts[k], times[k])
             if "oral" in targets:
                 items.append(vht.OralDose(targets["oral"], jnp.where(
                     route[k] == ROUTES.index("oral"), amounts[k], 0.0), times[k]))
@@ -332,13 +419,20 @@ class Problem(eqx.Module):
         """Model predictions at the subject's observation rows (in the variables' units).
         ``adjoint``: a diffrax adjoint (``diffrax.ForwardMode()`` for forward-mode
         derivatives such as Hessians by ``jacfwd(jacfwd)``)."""
-        twin = self.twin_at(z)
+        twin = self.twin_at(z, subject)
         times = jnp.asarray(subject.times)
-        t0 = jnp.minimum(0.0, jnp.minimum(jnp.min(times), jnp.min(jnp.asarray(
-            subject.dose_times)) if len(subject.dose_times) else 0.0))
-        solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, rtol=self.rtol,
-                                atol=self.atol, max_steps=self.max_steps, throw=False,
-                                adjoint=adjoint)
+        if twin.sample_period() is not None:
+            # a clocked twin's number of ticks fixes the program: the records' span, concrete
+            # and read at the ticks (``read_subjects`` checked that the times lie on them)
+            t0, t1 = subject.span
+        else:
+            t0 = jnp.minimum(0.0, jnp.minimum(jnp.min(times), jnp.min(jnp.asarray(
+                subject.dose_times)) if len(subject.dose_times) else 0.0))
+            t1 = None
+        solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, t1=t1,
+                                rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+                                throw=False, adjoint=adjoint,
+                                save_at_ticks=twin.sample_period() is not None)
         columns = jnp.stack([solution[name] for name, _ in self.observations], axis=-1)
         index = jnp.asarray(subject.variable_index)
         return jnp.take_along_axis(columns, index[:, None], axis=1)[:, 0]

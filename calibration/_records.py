@@ -10,7 +10,7 @@ One row per observation or dose, columns:
 | value | float | observed value (NaN for a dose) |
 | unit | str | unit of ``value``, or of ``dose_amount`` on a dose row |
 | dose_amount | float | amount given (NaN for an observation) |
-| route | str | ``"oral"``, ``"iv"`` (bolus) or ``"infusion"`` (empty for an observation) |
+| route | str | ``oral``, ``iv`` (bolus), ``infusion``, ``meal`` or ``subcutaneous`` (doses) |
 | duration | float | infusion duration in the table's time unit (0 for a bolus or oral dose) |
 
 Ingestion may add columns (covariates, flags); it may not rename these. A row is a dose when
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 import vht
+from vht.data._dictionary import ROUTES  # one list of routes for ingestion and calibration
 
 COLUMNS = ("subject", "time", "variable", "value", "unit", "dose_amount", "route", "duration")
-ROUTES = ("oral", "iv", "infusion")
 
 
 def validate_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -95,6 +95,10 @@ class SubjectData(eqx.Module):
     dose_amounts: np.ndarray
     dose_durations: np.ndarray
     route_index: np.ndarray
+    parameters: np.ndarray  # known subject parameters (``Problem.subject_parameters``)
+    # (first, last) time of the records in minutes, with 0 included: the solve's span where it
+    # must be concrete (a clocked twin); stacked subjects share the widest
+    span: tuple[float, float] = eqx.field(static=True, default=(0.0, 0.0))
 
 
 def stack_subjects(subjects: list[SubjectData]) -> SubjectData:
@@ -104,13 +108,15 @@ def stack_subjects(subjects: list[SubjectData]) -> SubjectData:
     if len(shapes) != 1:
         raise ValueError("subjects must share their padding to be stacked: read them with the "
                          "same n_observations and n_doses")
+    span = (min(s.span[0] for s in subjects), max(s.span[1] for s in subjects))
     return SubjectData("", *(np.stack([getattr(s, f) for s in subjects]) for f in (
         "times", "values", "variable_index", "mask", "dose_times", "dose_amounts",
-        "dose_durations", "route_index")))
+        "dose_durations", "route_index", "parameters")), span=span)
 
 
 def read_subjects(records: pd.DataFrame, subjects: list[str], observed: Mapping[str, str],
-                  dose_units: Mapping[str, str], minutes_per_time_unit: float) -> SubjectData:
+                  dose_units: Mapping[str, str], minutes_per_time_unit: float,
+                  parameters: tuple[str, ...] = ()) -> SubjectData:
     """Several subjects, padded to a common size and stacked."""
     sizes = [(int((~records[records["subject"] == s]["value"].isna()).sum()),
               int((~records[records["subject"] == s]["dose_amount"].isna()).sum()))
@@ -118,7 +124,7 @@ def read_subjects(records: pd.DataFrame, subjects: list[str], observed: Mapping[
     n_observations = max(n for n, _ in sizes)
     n_doses = max(d for _, d in sizes)
     return stack_subjects([read_subject(records, s, observed, dose_units, minutes_per_time_unit,
-                                        n_observations, n_doses) for s in subjects])
+                                        n_observations, n_doses, parameters) for s in subjects])
 
 
 def subject_ids(records: pd.DataFrame) -> list[str]:
@@ -127,11 +133,13 @@ def subject_ids(records: pd.DataFrame) -> list[str]:
 
 def read_subject(records: pd.DataFrame, subject: str, observed: Mapping[str, str],
                  dose_units: Mapping[str, str], minutes_per_time_unit: float,
-                 n_observations: int | None = None, n_doses: int | None = None) -> SubjectData:
+                 n_observations: int | None = None, n_doses: int | None = None,
+                 parameters: tuple[str, ...] = ()) -> SubjectData:
     """Arrays of one subject, padded to ``n_observations`` and ``n_doses`` (for batching).
 
     ``observed`` maps each observed variable to its model unit; ``dose_units`` maps each route
-    to the unit of its target state.
+    to the unit of its target state. ``parameters``: records columns of known subject
+    parameters (``Problem.subject_parameters``), one value per subject.
     """
     rows = records[records["subject"].astype(str) == str(subject)]
     if rows.empty:
@@ -160,6 +168,21 @@ def read_subject(records: pd.DataFrame, subject: str, observed: Mapping[str, str
               for v, x, u in zip(obs["variable"], obs["value"], obs["unit"])]
     amounts = [vht.conversion_factor(u or "dimensionless", dose_units[r]) * a
                for a, r, u in zip(doses["dose_amount"], doses["route"], doses["unit"])]
+    known = []
+    for name in parameters:
+        if name not in rows.columns:
+            raise ValueError(f"the records have no column {name!r} for the subject parameter "
+                             f"{name}")
+        distinct = rows[name].dropna().unique()
+        if len(distinct) != 1:
+            raise ValueError(f"subject {subject}: subject parameter {name} needs one value, "
+                             f"found {len(distinct)}")
+        known.append(float(distinct[0]))
+    # doses after the last observation cannot change a prediction: the span ends there
+    last = obs["time"].to_numpy() if len(obs) else doses["time"].to_numpy()
+    first = np.concatenate([obs["time"].to_numpy(), doses["time"].to_numpy(), [0.0]])
+    span = (float(first.min()) * minutes_per_time_unit,
+            float(np.max(last, initial=0.0)) * minutes_per_time_unit)
     return SubjectData(
         subject=str(subject),
         times=pad(obs["time"].to_numpy() * minutes_per_time_unit, n_observations,
@@ -171,4 +194,6 @@ def read_subject(records: pd.DataFrame, subject: str, observed: Mapping[str, str
         dose_amounts=pad(amounts, n_doses),
         dose_durations=pad(doses["duration"].to_numpy() * minutes_per_time_unit, n_doses),
         route_index=pad([ROUTES.index(r) for r in doses["route"]], n_doses).astype(int),
+        parameters=np.asarray(known, dtype=float),
+        span=span,
     )

@@ -21,6 +21,10 @@ arguments = {}
 time_unit = "h"
 doses = { oral = "drug.depot" }             # route -> dosed state
 parameters = { "drug.volume" = "32 L" }     # starting values (quantities with units)
+# max_steps = 20000                         # solver steps per segment (between doses, ticks)
+# per_subject = { argument = "name", covariate = "virtual_patient" }
+#                                           # each subject's own twin: builder(name=<covariate>);
+#                                           # its parameters are known, the free ones estimated
 
 [model.free."drug.ka"]                      # estimated per patient
 transform = "log"                           # log, identity, bounded (with bounds = [lo, hi])
@@ -55,6 +59,7 @@ Errors are ``StudyFileError`` naming the key and its line (``theoph.toml:12: spl
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -121,6 +126,24 @@ class Study:
     seed: int
     groups: Groups | None
     raw: dict[str, Any]
+    # each subject's own twin: the builder argument and the covariate that gives its value
+    per_subject: tuple[str, str] | None = None
+
+    def subject_parameters(self, value) -> dict[str, float]:
+        """The known parameters of a subject whose ``per_subject`` covariate is ``value``:
+        the twin builder's twin for that argument (free parameters left out)."""
+        from physiology_models import twins
+
+        model = self.raw["model"]
+        argument, covariate = self.per_subject
+        builder = getattr(twins, str(model["twin"]))
+        try:
+            twin = builder(**{**model.get("arguments", {}), argument: value})
+        except (TypeError, ValueError, KeyError) as error:
+            raise StudyFileError(f"{self.path.name}: model.per_subject: covariate {covariate} "
+                                 f"= {value!r} builds no twin: {error}") from None
+        values = twin.parameters()
+        return {name: float(values[name]) for name in self.problem.subject_parameters}
 
     @property
     def folder(self) -> Path:
@@ -163,7 +186,7 @@ def read_study(path: str | Path) -> Study:
     if "dictionary" not in data:
         raise fail("data.dictionary", "missing: the data dictionary (TOML) the data are read "
                    "with")
-    problem, description = _problem(raw.get("model", {}), fail)
+    problem, description, per_subject = _problem(raw.get("model", {}), fail)
     time_unit = problem.time_unit
     split = _split(raw.get("split", {}), time_unit, fail)
     fit = raw.get("fit", {})
@@ -193,7 +216,7 @@ def read_study(path: str | Path) -> Study:
                  starts=_positive_int(fit.get("starts", 4), "fit.starts", fail),
                  steps=_positive_int(fit.get("steps", 100), "fit.steps", fail),
                  level=level, samples=samples, seed=int(prediction.get("seed", 0)),
-                 groups=groups, raw=raw)
+                 groups=groups, raw=raw, per_subject=per_subject)
 
 
 def _only(table: Mapping, allowed: set[str], where: str, fail) -> None:
@@ -221,11 +244,11 @@ def _magnitude(raw, key, fail) -> float:
         raise fail(key, f"cannot read {raw!r} as a number or quantity") from None
 
 
-def _problem(model: Mapping, fail) -> tuple[Problem, str]:
+def _problem(model: Mapping, fail) -> tuple[Problem, str, tuple[str, str] | None]:
     from physiology_models import twins
 
     _only(model, {"twin", "arguments", "time_unit", "doses", "parameters", "free", "error",
-                  "rtol", "atol"}, "model", fail)
+                  "rtol", "atol", "max_steps", "per_subject"}, "model", fail)
     name = model.get("twin")
     builder = getattr(twins, str(name), None)
     if not callable(builder) or str(name).startswith("_"):
@@ -304,13 +327,32 @@ def _problem(model: Mapping, fail) -> tuple[Problem, str]:
                        f"lognormal, not {kind!r}")
     if not errors:
         raise fail("model.error", "missing: an error model per observed variable")
+    per_subject, subject_parameters = None, ()
+    if "per_subject" in model:
+        spec = model["per_subject"]
+        _only(spec, {"argument", "covariate"}, "model.per_subject", fail)
+        if not {"argument", "covariate"} <= set(spec):
+            raise fail("model.per_subject", "give argument (of the twin builder) and covariate "
+                       "(whose value each subject's twin is built with)")
+        parameters = inspect.signature(builder).parameters
+        if spec["argument"] not in parameters:
+            raise fail("model.per_subject.argument", f"{name} takes no argument "
+                       f"{spec['argument']!r} (it takes {list(parameters)})")
+        per_subject = (str(spec["argument"]), str(spec["covariate"]))
+        free_names = {f.name for f in free}
+        subject_parameters = tuple(p for p in info if p not in free_names)
     time_unit = str(model.get("time_unit", "h"))
     try:
         problem = Problem(twin, free, errors, dict(model.get("doses", {})), time_unit=time_unit,
-                          rtol=float(model.get("rtol", 1e-7)), atol=float(model.get("atol", 1e-9)))
+                          rtol=float(model.get("rtol", 1e-7)), atol=float(model.get("atol", 1e-9)),
+                          max_steps=_positive_int(model.get("max_steps", 20_000),
+                                                  "model.max_steps", fail),
+                          subject_parameters=subject_parameters)
     except ValueError as error:
         raise fail("model", str(error)) from None
-    return problem, f"{name}({arguments or ''}) with {', '.join(f.name for f in free)} free"
+    own = f", each subject's own {per_subject[0]} from {per_subject[1]}" if per_subject else ""
+    return (problem, f"{name}({arguments or ''}) with {', '.join(f.name for f in free)} free"
+            f"{own}", per_subject)
 
 
 def _split(spec: Mapping, time_unit: str, fail) -> Split:

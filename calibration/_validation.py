@@ -45,7 +45,6 @@ import vht
 from vht import data as vdata
 
 from ._cohort import CohortFit, fit_cohort
-from ._records import read_subjects
 from ._study import Study, StudyFileError, read_study
 
 METRICS_VERSION = 1
@@ -204,6 +203,48 @@ def _metrics_of(frame: pd.DataFrame, level: float) -> dict:
             "subjects": int(frame["subject"].nunique())}
 
 
+def _with_subject_parameters(records: pd.DataFrame, patient_data: vdata.PatientData,
+                             study: Study) -> pd.DataFrame:
+    """The records with one column per known subject parameter (``model.per_subject``): each
+    subject's value from the twin its covariate builds."""
+    covariate = study.per_subject[1]
+    covariates = patient_data.covariates
+    if covariate not in covariates.columns:
+        raise StudyFileError(f"{study.path.name}: model.per_subject.covariate: {covariate!r} "
+                             f"is not a covariate of the data (it has "
+                             f"{list(covariates.columns)})")
+    built: dict[str, dict[str, float]] = {}
+    per_subject = {}
+    for subject, value in covariates[covariate].items():
+        if value not in built:
+            built[value] = study.subject_parameters(value)
+        per_subject[subject] = built[value]
+    known = pd.DataFrame.from_dict(per_subject, orient="index")
+    return records.join(known, on="subject")
+
+
+def _covariate_summary(patient_data: vdata.PatientData, study: Study,
+                       subjects: list[str]) -> dict:
+    """Ranges (numeric) and counts (categorical) of the validated subjects' covariates: what
+    the study's results apply to (read by the credibility report)."""
+    dictionary = vdata.DataDictionary.from_toml(study.data_path("dictionary"))
+    covariates = patient_data.covariates.loc[subjects]
+    summary = {}
+    for name in covariates.columns:
+        entry = dictionary.covariates.get(name)
+        values = covariates[name]
+        if entry is not None and entry.unit:
+            numeric = pd.to_numeric(values, errors="coerce").dropna()
+            if len(numeric):
+                summary[name] = {"unit": entry.unit, "min": float(numeric.min()),
+                                 "max": float(numeric.max()),
+                                 "median": float(numeric.median())}
+        else:
+            summary[name] = {"levels": {str(k): int(v) for k, v in
+                                        values.astype(str).value_counts().sort_index().items()}}
+    return summary
+
+
 def _group_labels(patient_data: vdata.PatientData, study: Study) -> dict[str, str]:
     covariates = patient_data.covariates
     if study.groups is None:
@@ -248,6 +289,8 @@ def run_validation(path_or_study: str | Path | Study, *, key_file: str | Path | 
     if patient_data.repairs:
         warnings.append(f"ingestion repaired the data {len(patient_data.repairs)} times (see "
                         "the data section)")
+    if study.per_subject is not None:
+        records = _with_subject_parameters(records, patient_data, study)
     calibration, validation = split_records(records, study)
     n_free = len(problem.free)
     usable = []
@@ -280,13 +323,14 @@ def run_validation(path_or_study: str | Path | Study, *, key_file: str | Path | 
                         "patients (identifiability flag)")
     bad = [s for s, o in zip(usable, fit.objective) if not np.isfinite(o)]
     if bad:
-        warnings.append(f"{len(bad)} calibrations failed (non-finite objective)")
+        warnings.append(f"{len(bad)} calibrations failed (non-finite objective: the solves "
+                        "failed at every start; model.max_steps, rtol and atol are the settings "
+                        "to check)")
 
     stage(f"predicting the held-out data ({study.samples} posterior draws per patient, "
           f"{study.level:.0%} intervals)")
     started = time.perf_counter()
-    batch = read_subjects(validation, usable, problem.observed, problem.dose_units,
-                          problem.minutes_per_time_unit)
+    batch = problem.read_subjects(validation, usable)
     draws = _predictive_program(problem, study.level)
     chol = np.stack([_cholesky(c) for c in fit.covariances])
     keys = jax.random.split(jax.random.PRNGKey(study.seed), len(usable))
@@ -322,6 +366,7 @@ def run_validation(path_or_study: str | Path | Study, *, key_file: str | Path | 
                "n_validation_observations": int(len(predictions)),
                "unidentifiable": {s: v for s, v in unidentifiable.items() if v},
                "free_parameters": [f.name for f in problem.free],
+               "covariates": _covariate_summary(patient_data, study, usable),
                "variables": {}}
     for variable, frame in predictions.groupby("variable"):
         entry = {"unit": units[variable], "overall": _metrics_of(frame, study.level),

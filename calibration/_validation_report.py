@@ -29,7 +29,6 @@ import pandas as pd  # noqa: E402
 import vht  # noqa: E402
 
 from ._plots import _dense  # noqa: E402
-from ._records import read_subjects  # noqa: E402
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
@@ -112,9 +111,8 @@ def individual_figure(result, max_subjects: int = 16, n_points: int = 200) -> by
     unit = problem.observed[variable]
     everything = pd.concat([result.calibration, result.validation[
         result.validation["value"].notna()]])
-    batch = read_subjects(everything, subjects, problem.observed, problem.dose_units,
-                          problem.minutes_per_time_unit)
-    dense = _dense(batch, n_points)
+    batch = problem.read_subjects(everything, subjects)
+    dense = _dense(batch, n_points, problem.twin.sample_period())
     z = jnp.asarray(result.fit.z[:len(subjects)])
     curves = np.asarray(jax.jit(jax.vmap(problem.predict))(z, dense))
     columns = min(4, len(subjects))

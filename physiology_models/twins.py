@@ -3,6 +3,9 @@
 A builder takes JSON-serialisable arguments and returns a ``vht.Twin``; a twin file records
 the builder's name and arguments, so ``vht.load_twin`` rebuilds the same structure and then
 sets the stored parameter values.
+
+``uva_padova_patient(name)`` is ``glucose_insulin.uva_padova.patient_twin``: one of
+simglucose's 30 virtual type 1 diabetes patients, alone as organ ``patient``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .cardiovascular import (
     reflex_connections,
 )
 from .fluids import Interstitium, Kidney
+from .glucose_insulin.uva_padova import patient_twin as uva_padova_patient  # noqa: F401
 from .pharmacology import EffectCompartment, OneCompartmentPK, TwoCompartmentPK
 
 

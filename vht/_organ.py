@@ -13,7 +13,12 @@ sharded. Declarations are class-level:
   (``observe(t, state, inputs)``: a circulation's pressures under a reflex's venous tone); the
   twin then evaluates organs in dependency order and refuses a cycle of feedthrough organs;
 - ``stiffness``: ``"nonstiff"`` or ``"stiff"``; it chooses the default solver;
-- ``time_unit``: the unit of ``t`` and of the rates the organ computes (the twin converts).
+- ``time_unit``: the unit of ``t`` and of the rates the organ computes (the twin converts);
+- ``dose_rules``: for doses that act on a parameter rather than arrive in a state (a meal
+  eaten at a fixed rate, an insulin bolus given by a pump), parameter name -> (unit of the
+  amount, rule); ``rule(amount, time, organ=name)`` returns the ``ParameterStep`` window(s)
+  that give it (time in the organ's ``time_unit``). Calibration reads dose records through
+  them.
 
 A concrete organ implements ``rates(t, state, inputs)`` and, if it has outputs,
 ``observe(t, state)`` (``observe(t, state, inputs)`` for a feedthrough organ); both take and
@@ -135,6 +140,7 @@ class AbstractOrgan(eqx.Module):
     time_unit: ClassVar[str] = TIME_UNIT
     sample_period: ClassVar[float | None] = None
     feedthrough: ClassVar[bool] = False
+    dose_rules: ClassVar[Mapping[str, tuple[str, Any]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

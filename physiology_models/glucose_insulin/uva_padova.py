@@ -395,6 +395,12 @@ class UVAPadovaT1D(vht.AbstractOrgan):
     )
     time_unit: ClassVar = "min"
     sample_period: ClassVar = 1.0  # minutes: simglucose's T1DPatient.SAMPLE_TIME
+    # dose records (calibration): a meal of g carbohydrate is eaten as simglucose eats it, an
+    # insulin bolus of U is delivered within its minute (``meal`` and ``bolus`` below)
+    dose_rules: ClassVar = {
+        "carb_rate": ("g", lambda grams, minute, organ: meal(grams, minute, organ=organ)),
+        "bolus_rate": ("U", lambda units, minute, organ: bolus(units, minute, organ=organ)),
+    }
 
     def __post_init__(self):
         # basal_rate NaN (the default) stands for the patient's own basal, u2ss BW / 6000

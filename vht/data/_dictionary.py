@@ -43,7 +43,9 @@ from pathlib import Path
 from .._units import parse_unit
 from ._errors import CodeError, SchemaError
 
-ROUTES = ("oral", "iv", "infusion")
+# meal: carbohydrate eaten (g); subcutaneous: an insulin bolus under the skin. Both act on a
+# parameter of the twin through its organ's dose rule (``AbstractOrgan.dose_rules``).
+ROUTES = ("oral", "iv", "infusion", "meal", "subcutaneous")
 SEXES = ("female", "male", "other", "unknown")
 
 

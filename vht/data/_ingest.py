@@ -74,6 +74,8 @@ _ROUTE_SPELLINGS = {
     "oral": "oral", "po": "oral", "by mouth": "oral", "26643006": "oral", "4132161": "oral",
     "iv": "iv", "intravenous": "iv", "47625008": "iv", "4171047": "iv",
     "infusion": "infusion", "iv infusion": "infusion",
+    "meal": "meal", "subcutaneous": "subcutaneous", "sc": "subcutaneous",
+    "34206005": "subcutaneous", "4142048": "subcutaneous",
 }
 _SEX_SPELLINGS = {"female": "female", "f": "female", "8532": "female",
                   "male": "male", "m": "male", "8507": "male",
@@ -360,8 +362,8 @@ def _route(raw, default, where) -> str:
         return default
     if text not in _ROUTE_SPELLINGS:
         raise CodeError(f"{where}: the route ({_text_note(raw)}) is not one vht knows "
-                        f"({ROUTES}, or the SNOMED CT codes 26643006 oral and 47625008 "
-                        "intravenous)")
+                        f"({ROUTES}, or the SNOMED CT codes 26643006 oral, 47625008 "
+                        "intravenous and 34206005 subcutaneous)")
     return _ROUTE_SPELLINGS[text]
 
 
