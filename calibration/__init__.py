@@ -21,6 +21,7 @@
 from ._cohort import CohortFit as CohortFit
 from ._cohort import fit_cohort as fit_cohort
 from ._cohort import loop_fit as loop_fit
+from ._credibility import CredibilityError as CredibilityError
 from ._individual import IndividualFit as IndividualFit
 from ._individual import fit_individual as fit_individual
 from ._individual import minimise as minimise

@@ -7,6 +7,8 @@
                                    and a self-contained HTML report
     vht optimize SCENARIO.toml     find the [optimize] arm's doses by gradients through the
                                    simulation, then compare it with the other arms (as whatif)
+    vht credibility CONTEXT.toml   a model's credibility for one context of use (ASME V&V 40):
+                                   the 13 factors with their evidence, as HTML, Markdown, JSON
     vht info                       versions, devices, MPI
     vht inspect FILE               summarise a twin file or a results file
 
@@ -228,6 +230,37 @@ def _validate(args) -> int:
     return 0
 
 
+def _credibility(args) -> int:
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    started = time.perf_counter()
+    enable_compilation_cache(args.cache)
+    from calibration._credibility import CredibilityError, credibility_main
+
+    try:
+        result, files = credibility_main(args.context, args.out, sweep=not args.no_sweep,
+                                         progress=not args.no_progress)
+    except CredibilityError as error:
+        print(f"vht credibility: {error}", file=sys.stderr)
+        return 2
+    print(f"vht credibility: {result.context.title}")
+    for factor in result.factors:
+        goal = ("" if factor.goal_met is None and not factor.goal else
+                {True: "; goal met", False: "; GOAL NOT MET", None: "; goal not shown"}[
+                    factor.goal_met])
+        print(f"  {factor.number:>2} {factor.name}: {factor.status}{goal}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    print(f"  report: {files['html']}")
+    print(f"  markdown: {files['markdown']}")
+    print(f"  factors: {files['json']}")
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _info(args) -> int:
     import jax
 
@@ -353,6 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--cache", help="JAX compilation cache folder, or 'off'")
     validate.add_argument("--no-progress", action="store_true", help="no progress lines")
     validate.set_defaults(handler=_validate)
+    credibility = sub.add_parser(
+        "credibility", help="report a model's credibility for a context of use (ASME V&V 40)",
+        description="Read a context file (TOML: context of use, question of interest, model "
+        "risk, evidence files, test measurements, reference scenario, goals) and write "
+        "credibility.md, credibility.html and credibility.json: the 13 credibility factors of "
+        "ASME V&V 40 (2018), each with its evidence and source or 'not assessed' and why, and "
+        "whether each stated goal is met. Runs a solver-tolerance sweep on the reference "
+        "scenario. Exit status 2 when the context of use or the question is missing. Example: "
+        "vht credibility experiments/validation/credibility/theoph_exposure.toml")
+    credibility.add_argument("context", help="the context file (.toml)")
+    credibility.add_argument("--out", help="output folder (default "
+                             "results/credibility/<file name>)")
+    credibility.add_argument("--no-sweep", action="store_true",
+                             help="skip the tolerance sweep (factor 4 is then not assessed)")
+    credibility.add_argument("--cache", help="JAX compilation cache folder, or 'off'")
+    credibility.add_argument("--no-progress", action="store_true", help="no progress lines")
+    credibility.set_defaults(handler=_credibility)
     info = sub.add_parser("info", help="versions, devices and MPI status",
                           description="Print the versions of vht and its numerical stack, the "
                           "JAX devices, and whether MPI is available.")
