@@ -114,7 +114,9 @@ def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | No
     z, objective, se, hessians = jax.block_until_ready(compiled(batch))
     seconds = time.perf_counter() - started
     natural = jax.vmap(problem.constrained)(z)
-    names = list(natural)
+    # the problem's order, which the standard errors follow (a vmapped dict comes back with
+    # its keys sorted)
+    names = list(problem.names)
     estimates = pd.DataFrame({k: np.asarray(natural[k]) for k in names}, index=subjects)
     errors = pd.DataFrame(np.asarray(se), columns=names, index=subjects)
     return CohortFit(problem, subjects, np.asarray(z), np.asarray(objective), estimates, errors,

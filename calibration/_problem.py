@@ -218,6 +218,7 @@ def _rule_steps(twin: vht.Twin, route: str, target: str, is_route, amount, time)
     return [vht.ParameterStep(p.parameter, p.value, p.time, jnp.where(is_route, p.duration, 0.0),
                               p.unit) for p in steps]
 
+
 @dataclasses.dataclass(frozen=True)
 class FreeParameter:
     """A twin parameter (``"organ.name"``) to estimate, with its transform, optional prior and

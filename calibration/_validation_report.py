@@ -121,10 +121,14 @@ def individual_figure(result, max_subjects: int = 16, n_points: int = 200) -> by
                              sharex=True, squeeze=False, layout="constrained")
     per_minute = problem.minutes_per_time_unit
     for ax, subject, i in zip(axes.ravel(), subjects, range(len(subjects))):
-        ax.plot(dense.times[i] / per_minute, curves[i], color="#1f77b4", linewidth=1.0)
+        # the twin's curve on top: dense data (CGM every 5 min) would hide it
+        ax.plot(dense.times[i] / per_minute, curves[i], color="#1f77b4", linewidth=1.0,
+                zorder=3)
         cal = result.calibration[(result.calibration["subject"] == subject)
                                  & (result.calibration["variable"] == variable)]
-        ax.plot(cal["time"], cal["value"], "o", ms=3, color="#333333")
+        dense_data = len(cal) > 60
+        ax.plot(cal["time"], cal["value"], "o", ms=1.5 if dense_data else 3, color="#333333",
+                alpha=0.6 if dense_data else 1.0)
         held = result.predictions[(result.predictions["subject"] == subject)
                                   & (result.predictions["variable"] == variable)]
         ax.errorbar(held["time"], held["predicted"],

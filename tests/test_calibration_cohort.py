@@ -58,3 +58,17 @@ def test_fits_are_on_the_canonical_branch_and_have_errors(cohort):
     assert list(table.columns)[-2:] == ["drug.branch", "objective"]
     assert (table["drug.branch"] == "ka > ke").all()
     assert "12 of 12 on the canonical branch" in fit.report()
+
+
+def test_standard_errors_belong_to_their_parameters(cohort):
+    """Each standard error is the Laplace one of its own column: from the Hessian in z, mapped
+    to the natural scale by the transform's slope (exp(z) for log parameters)."""
+    _, fit = cohort
+    assert list(fit.standard_errors.columns) == list(fit.problem.names)
+    assert list(fit.estimates.columns) == list(fit.problem.names)
+    for i, subject in enumerate(fit.subjects):
+        sd_z = np.sqrt(np.diag(fit.covariances[i]))
+        natural = fit.estimates.loc[subject].to_numpy()
+        np.testing.assert_allclose(fit.standard_errors.loc[subject].to_numpy(),
+                                   natural * sd_z, rtol=1e-6)
+
