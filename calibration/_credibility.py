@@ -117,6 +117,7 @@ import pandas as pd
 
 import vht
 from vht._whatif_file import key_lines, line_of, quantity_value
+from vht._whatif_file import only_keys as _only
 
 REPORT_VERSION = 1
 
@@ -243,15 +244,6 @@ def _failer(path: Path, lines: dict[str, int]):
         where = f"{path.name}:{line}" if line else path.name
         return CredibilityError(f"{where}: {key}: {message}")
     return fail
-
-
-def _only(table, allowed: set[str], where: str, fail) -> None:
-    if not isinstance(table, Mapping):
-        raise fail(where, "must be a table")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise fail(f"{where}.{unknown[0]}" if where else unknown[0],
-                   f"unknown key (allowed: {sorted(allowed)})")
 
 
 def _text(table: Mapping, key: str, where: str, fail, default: str = "") -> str:

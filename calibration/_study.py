@@ -67,6 +67,7 @@ from typing import Any
 
 import vht
 from vht._whatif_file import key_lines, quantity_value
+from vht._whatif_file import only_keys as _only
 
 from ._problem import (
     Additive,
@@ -217,15 +218,6 @@ def read_study(path: str | Path) -> Study:
                  steps=_positive_int(fit.get("steps", 100), "fit.steps", fail),
                  level=level, samples=samples, seed=int(prediction.get("seed", 0)),
                  groups=groups, raw=raw, per_subject=per_subject)
-
-
-def _only(table: Mapping, allowed: set[str], where: str, fail) -> None:
-    if not isinstance(table, Mapping):
-        raise fail(where, "must be a table")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise fail(f"{where}.{unknown[0]}" if where else unknown[0],
-                   f"unknown key (allowed: {sorted(allowed)})")
 
 
 def _positive_int(value, key, fail) -> int:

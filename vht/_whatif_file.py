@@ -93,6 +93,7 @@ import dataclasses
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,18 @@ def key_lines(text: str) -> dict[str, int]:
                             else _split_dotted(key.group(1)))
             lines.setdefault(path, number)
     return lines
+
+
+def only_keys(table, allowed: set[str], where: str, fail) -> None:
+    """Refuse a table with a key outside ``allowed`` (or a value that is not a table):
+    ``fail(key, message)`` builds the caller's error, with the key's line. Shared by the study
+    and credibility files."""
+    if not isinstance(table, Mapping):
+        raise fail(where, "must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise fail(f"{where}.{unknown[0]}" if where else unknown[0],
+                   f"unknown key (allowed: {sorted(allowed)})")
 
 
 def line_of(lines: dict[str, int], path: str) -> int | None:

@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -120,19 +121,22 @@ def _print_whatif(result, files: dict, started: float) -> None:
         print(f"  warning: arm {arm!r} has failed members ({', '.join(statuses)})")
     for kind, path in files.items():
         print(f"  {kind + ':':<9}{path}")
-    import time
-
     print(f"  {time.perf_counter() - started:.1f} s from command to report")
 
 
-def _whatif(args) -> int:
-    import time
-
+def _start(cache) -> float:
+    """What every computing command does first: float64, the compilation cache; returns the
+    start time for the command's "done in" line."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     started = time.perf_counter()
-    enable_compilation_cache(args.cache)
+    enable_compilation_cache(cache)
+    return started
+
+
+def _whatif(args) -> int:
+    started = _start(args.cache)
     from ._whatif import run_whatif, write_whatif
     from ._whatif_file import ScenarioFileError
 
@@ -152,13 +156,7 @@ def _whatif(args) -> int:
 
 
 def _optimize(args) -> int:
-    import time
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
-    enable_compilation_cache(args.cache)
+    started = _start(args.cache)
     from ._optimize import run_optimize, write_optimize
     from ._whatif_file import ScenarioFileError
 
@@ -191,13 +189,7 @@ def _optimize(args) -> int:
 
 
 def _validate(args) -> int:
-    import time
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
-    enable_compilation_cache(args.cache)
+    started = _start(args.cache)
     from calibration._study import StudyFileError
     from calibration._validation import validate_main
 
@@ -231,13 +223,7 @@ def _validate(args) -> int:
 
 
 def _credibility(args) -> int:
-    import time
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
-    enable_compilation_cache(args.cache)
+    started = _start(args.cache)
     from calibration._credibility import CredibilityError, credibility_main
 
     try:
