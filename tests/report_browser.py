@@ -123,7 +123,17 @@ def open_in_chromium(path: str | os.PathLike, *, timeout_ms: float = 20_000) -> 
             page.on("pageerror", lambda e: page_errors.append(str(e)))
             page.goto(url, wait_until="load", timeout=timeout_ms)
             facts = page.evaluate(_PAGE_FACTS)
-            page.screenshot(path=str(screenshot), full_page=True)
+            # headless Chromium sometimes answers "Unable to capture screenshot" for a full
+            # page while the machine is busy (seen once under the parallel suite); a page
+            # that cannot be drawn fails all three tries
+            for attempt in range(3):
+                try:
+                    page.screenshot(path=str(screenshot), full_page=True)
+                    break
+                except Exception as error:  # playwright's Error, imported lazily
+                    if attempt == 2 or "Unable to capture screenshot" not in str(error):
+                        raise
+                    page.wait_for_timeout(500)
         finally:
             browser.close()
 
