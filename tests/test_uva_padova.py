@@ -15,6 +15,7 @@ the same scenario structure (three meals with a bolus each; unused meals have 0 
 
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,6 +219,41 @@ def test_clamps_and_switches_are_simglucose_s():
     fed = {**base, "Qsto1": 0.0, "Qsto2": 1000.0}
     assert float(organ.rates(0.0, fed, {})["Qgut"]) == pytest.approx(p["kmax"] * 1000.0,
                                                                       rel=1e-12)
+
+
+def test_sample_changes_agrees_with_the_default_rule():
+    """The cheap tick test (held states only) gives the default's answer on every case it
+    can meet: meal starts, meals going on, meal ends, no meal, bolus edges, and continuous
+    states that differ from the held meal memory (the default compares all states)."""
+    organ = uva.UVAPadovaT1D.from_patient("child#007")
+    rng = np.random.default_rng(7)
+    base = organ.initial_state()
+    basal = float(organ.basal_rate)
+    cases = 0
+    for carb in (0.0, 5.0, 2.5):
+        for bolus in (0.0, 1.5):
+            held = eqx.tree_at(lambda o: (o.carb_rate, o.bolus_rate), organ,
+                               (jnp.asarray(carb), jnp.asarray(bolus)))
+            for previous_cho in (0.0, 5.0, 2.5):
+                for eating in (0.0, 1.0):
+                    for insulin in (basal, basal + 1.5):
+                        for food in (0.0, 10.0):
+                            state = {k: jnp.asarray(v * rng.uniform(0.5, 1.5))
+                                     for k, v in base.items()}
+                            state.update(CHO=jnp.asarray(previous_cho),
+                                         is_eating=jnp.asarray(eating),
+                                         insulin=jnp.asarray(insulin),
+                                         last_foodtaken=jnp.asarray(food))
+                            default = bool(vht.AbstractOrgan.sample_changes(held, 0.0, state))
+                            assert bool(held.sample_changes(0.0, state)) == default, (
+                                carb, bolus, previous_cho, eating, insulin, food)
+                            cases += 1
+    assert cases == 3 * 2 * 3 * 2 * 2 * 2
+    # and a tick inside a meal that changes nothing is seen as such by both
+    steady = eqx.tree_at(lambda o: o.carb_rate, organ, jnp.asarray(0.0))
+    resting = {**base, "insulin": jnp.asarray(basal)}
+    assert not bool(steady.sample_changes(0.0, resting))
+    assert not bool(vht.AbstractOrgan.sample_changes(steady, 0.0, resting))
 
 
 # -- scenario helpers ----------------------------------------------------------------------------

@@ -216,6 +216,21 @@ class AbstractOrgan(eqx.Module):
         """
         return {}
 
+    def sample_changes(self, t: Array, state: Mapping[str, Array]) -> Array:
+        """Whether ``sample(t, state)`` would change any state (a boolean scalar).
+
+        The batch-major integrator of ``vht.simulate_ensemble`` asks this at every clock tick
+        a step crosses, on the step's continuous extension, so that ticks which change nothing
+        need not stop the step. The default compares ``sample``'s values with ``state``. An
+        organ may override it with a cheaper test that reads fewer states (states it does not
+        read are then not interpolated at the ticks); the override must give the same answer
+        as the default for every state it can meet.
+        """
+        changes = jnp.asarray(False)
+        for name, value in self.sample(t, state).items():
+            changes = changes | (jnp.asarray(value, dtype=jnp.result_type(float)) != state[name])
+        return changes
+
     def dose(self, state: str, amount: Array, time: Array) -> tuple[Array, Array]:
         """Route a dose into ``state``: returns the (amount, time) that actually arrive.
 

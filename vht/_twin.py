@@ -333,10 +333,8 @@ class Twin(eqx.Module):
         changes = jnp.asarray(False)
         for name, organ in zip(self.names, self.organs):
             if organ.sample_period is not None:
-                updates = organ.sample(t * time_factor(organ.time_unit), parts[name])
-                for state, value in updates.items():
-                    changes = changes | (jnp.asarray(value, dtype=jnp.result_type(float))
-                                         != parts[name][state])
+                changes = changes | organ.sample_changes(t * time_factor(organ.time_unit),
+                                                         parts[name])
         return changes
 
     # -- parameters ------------------------------------------------------------------------
