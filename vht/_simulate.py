@@ -200,13 +200,13 @@ def _with_root_tolerances(solver, rtol: float, atol: float):
     return solver
 
 
-def finish_run(twin: Twin, forcing: _Forcing, ts: Array, ys: Array, status: Array,
-               bound_check: bool, atol: float = 0.0) -> tuple[Array, Array, Array, Array]:
-    """The last step of every run, single or ensemble member: non-finite values and states
-    outside their declared bounds become failures, failures get NaN states and signals, and
-    the signals are evaluated at the save times. Returns (ys, signals, status, index of the
-    first state out of bounds)."""
-    status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
+def plausibility(twin: Twin, lowest: Array, highest: Array, status: Array, bound_check: bool,
+                 atol: float = 0.0) -> tuple[Array, Array]:
+    """The status rule of every run from each state's lowest and highest saved value: a
+    non-finite value, or a state outside its declared bounds, is a failure. Returns (status,
+    index of the first state out of bounds)."""
+    finite = jnp.all(jnp.isfinite(lowest)) & jnp.all(jnp.isfinite(highest))
+    status = jnp.where((status == Status.OK) & ~finite, Status.NONFINITE, status)
     # Physiological plausibility: with a tolerance of 1e-6 of the state's own scale, and at
     # least ten times the solver's absolute tolerance, so that round-off and the solver's own
     # error around a bound (an emptied depot at -1e-10 mg, saved only once nearly empty) is
@@ -214,12 +214,26 @@ def finish_run(twin: Twin, forcing: _Forcing, ts: Array, ys: Array, status: Arra
     specs = twin.state_specs
     lower = np.array([s.lower for s in specs])
     upper = np.array([s.upper for s in specs])
-    scale = jnp.maximum(1e-6 * jnp.maximum(jnp.max(jnp.abs(ys), axis=0), 1e-9), 10.0 * atol)
-    violated = (ys < lower - scale) | (ys > upper + scale)
-    first_bad_state = jnp.argmax(jnp.any(violated, axis=0))
+    largest = jnp.maximum(jnp.abs(lowest), jnp.abs(highest))
+    scale = jnp.maximum(1e-6 * jnp.maximum(largest, 1e-9), 10.0 * atol)
+    violated = (lowest < lower - scale) | (highest > upper + scale)
+    first_bad_state = jnp.argmax(violated)
     implausible = jnp.any(violated) & bound_check
     status = jnp.where((status == Status.OK) & implausible, Status.IMPLAUSIBLE, status)
+    return status, first_bad_state
 
+
+def finish_run(twin: Twin, forcing: _Forcing, ts: Array, ys: Array, status: Array,
+               bound_check: bool, atol: float = 0.0, extremes: tuple[Array, Array] | None = None
+               ) -> tuple[Array, Array, Array, Array]:
+    """The last step of every run, single or ensemble member: non-finite values and states
+    outside their declared bounds become failures (``plausibility``), failures get NaN
+    states and signals, and the signals are evaluated at the save times. ``extremes``: each
+    state's (lowest, highest) saved value when the solver kept them (else taken from ``ys``).
+    Returns (ys, signals, status, index of the first state out of bounds)."""
+    if extremes is None:
+        extremes = (jnp.min(ys, axis=0), jnp.max(ys, axis=0))
+    status, first_bad_state = plausibility(twin, *extremes, status, bound_check, atol)
     failed = status != Status.OK
     ys = jnp.where(failed, jnp.nan, ys)
     signals = jax.vmap(lambda t, y: forcing.twin_at(twin, t).signals(t, y))(ts, ys)
