@@ -14,7 +14,9 @@ Why it exists: the benchmark's strict efficiency (bare right-hand side in a comp
 about 5 % on model A, and the per-iteration cost grows linearly with the chunk width (about
 0.7 us per member and step on 2 cores, of which the six right-hand-side evaluations take about
 0.07-0.1 us), so the integrator's own arithmetic and the number of kernels per step, not
-dispatch, decide the next speed-up. This tool measures that split.
+dispatch, decide the next speed-up. This tool measures that split, and the floor: the same
+Dormand-Prince arithmetic without any bookkeeping (``dopri5_floor``), which bounds what any
+rewrite of the bookkeeping can gain.
 """
 
 from __future__ import annotations
@@ -72,6 +74,67 @@ def _exclusive_thunk_times(trace_dir: str) -> tuple[collections.Counter, collect
     return exclusive, calls
 
 
+def dopri5_floor(members: int, iterations: int = 200) -> dict:
+    """Microseconds per loop iteration of the integrator's irreducible arithmetic on model A:
+    one Dormand-Prince attempt per iteration (six right-hand sides, first same as last, the
+    stage sums, the error norm, the dense-output coefficients, the accept-or-reject selects
+    and the step-size update), in the integrator's own layout (one (members,) vector per
+    state) and with its own helpers, inside one compiled ``fori_loop``; and the six
+    right-hand sides alone. No clock ticks, saves, doses or edges: the gap between this and
+    the measured iteration is the bookkeeping."""
+    jax = et._jax()
+    import jax.numpy as jnp
+
+    from vht import _simulate_ensemble as se
+
+    twin, params, ys, t0 = et._rhs_inputs("A", members)
+    n = ys.shape[1]
+
+    def components(p, t, *y):
+        dy = twin.replace(p).rates(t, jnp.stack(y))
+        return tuple(dy[i] for i in range(n))
+
+    rows_rates = jax.vmap(components)
+
+    def f(t, y):
+        return se._Rows(rows_rates(params, t, *y))
+
+    def attempt(_, carry):
+        t, y, k1, h = carry
+        ks = [k1]  # first same as last: the previous accepted step's seventh stage
+        for i in range(1, 7):
+            ks.append(f(t + se._C[i] * h, se._combine(y, h, ks, se._A[i])))
+        y_end = se._combine(y, h, ks[:6], se._A[6])
+        error = sum(w * k for w, k in zip(se._E, ks) if w != 0.0) * h
+        norm = (error / (1e-8 * se._maximum(abs(y), abs(y_end)) + 1e-8)).rms()
+        accepted = jnp.isfinite(norm) & (norm <= 1.0)
+        dense = se._dense_coefficients(y, y_end, h, ks)
+        # the dense output feeds the carry so that the compiler cannot drop it
+        y_new = se._where(accepted, se._dense(dense, jnp.full_like(t, 0.5)) * 0.0 + y_end, y)
+        factor = jnp.clip(se.SAFETY * jnp.maximum(norm, 1e-10) ** se._ERROR_EXPONENT,
+                          se.FACTOR_MIN, se.FACTOR_MAX)
+        k_new = se._where(accepted, ks[6], k1)
+        return jnp.where(accepted, t + h, t), y_new, k_new, jnp.minimum(h * factor, 1.0)
+
+    @jax.jit
+    def loop(t, y, h):
+        return jax.lax.fori_loop(0, iterations, attempt, (t, y, f(t, y), h))
+
+    @jax.jit
+    def six_rates(t, y):
+        def body(i, y):
+            for _ in range(6):
+                y = y + f(t + i, y) * 1e-12
+            return y
+        return jax.lax.fori_loop(0, iterations, body, y)
+
+    y = se._Rows(ys[:, i] for i in range(n))
+    h = jnp.full((members,), 0.1)
+    step = et._best_time(loop, t0, y, h) / iterations
+    rates = et._best_time(six_rates, t0, y) / iterations
+    return {"dopri5_us_per_iteration": step * 1e6, "six_rhs_us_per_iteration": rates * 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=1024)
@@ -112,6 +175,12 @@ def main() -> None:
           f"{args.members / warm:.0f} members/s, steps per member mean {steps.mean():.0f} "
           f"max {steps.max()} (loop iterations), {warm / steps.max() * 1e6:.0f} us per "
           f"iteration")
+    floor = dopri5_floor(args.members)
+    print(f"arithmetic floor (one Dopri5 attempt per iteration, no bookkeeping): "
+          f"{floor['dopri5_us_per_iteration']:.0f} us per iteration, of which the six "
+          f"right-hand sides {floor['six_rhs_us_per_iteration']:.0f} us; the integrator's "
+          f"iteration costs {warm / steps.max() * 1e6 / floor['dopri5_us_per_iteration']:.1f}"
+          " times the floor")
     with jax.profiler.trace(f"{work}/trace", create_perfetto_trace=True):
         run()
     hlo = sorted(glob.glob(f"{work}/hlo/*simulate_ensemble_jit.cpu_after_optimizations.txt"))
