@@ -509,7 +509,7 @@ class UVAPadovaT1D(vht.AbstractOrgan):
         """``sample`` changes a state exactly when its held states change: the one update that
         reads a continuous state (``last_Qsto`` at a meal's start) comes with ``CHO`` going from
         zero to positive, so the held states decide alone and the integrator need not
-        interpolate the other thirteen states at every tick (the default compares all)."""
+        interpolate the other fourteen states at every tick (the default compares all)."""
         new = self.sample(t, state)
         held = ("last_foodtaken", "is_eating", "CHO", "insulin")
         return functools.reduce(jnp.logical_or, [
