@@ -7,7 +7,8 @@
   priors ``Normal``, ``LogNormal``, observation models ``Additive``, ``Proportional``,
   ``Combined``, ``LogNormalError``;
 - individual fits: ``fit_individual`` (multi-start, Laplace uncertainty, identifiability),
-  ``profile``, ``minimise``;
+  ``profile``, ``minimise`` (damped Newton, L-BFGS or Adam), ``objective_of`` (a subject's
+  objective with forward-mode derivatives);
 - cohort fits: ``fit_cohort`` (all subjects in one vmapped program), ``loop_fit`` (the same
   in a Python loop, for comparison).
 
@@ -25,6 +26,7 @@ from ._credibility import CredibilityError as CredibilityError
 from ._individual import IndividualFit as IndividualFit
 from ._individual import fit_individual as fit_individual
 from ._individual import minimise as minimise
+from ._individual import objective_of as objective_of
 from ._individual import profile as profile
 from ._population import IndividualPosteriors as IndividualPosteriors
 from ._population import PopulationFit as PopulationFit

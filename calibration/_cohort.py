@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ._branch import absorption_branch, branch_summary
-from ._individual import minimise_traced
+from ._individual import minimise_traced, objective_of
 from ._problem import Problem
 from ._records import subject_ids
 
@@ -77,17 +77,15 @@ class CohortFit:
 
 
 def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
-                     map_estimate: bool, seed: int):
+                     map_estimate: bool, seed: int, optimizer: str):
     z0 = problem.initial()
     noise = spread * jax.random.normal(jax.random.PRNGKey(seed), (starts, z0.size))
     starting = z0 + noise.at[0].set(0.0)
     forward = diffrax.ForwardMode()
 
     def fit_one(subject):
-        def objective(z):
-            return problem.objective(z, subject, map_estimate)
-
-        z_all, values, _ = minimise_traced(objective, starting, steps=steps)
+        z_all, values, _ = minimise_traced(objective_of(problem, subject, map_estimate),
+                                           starting, steps=steps, optimizer=optimizer)
         best = jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))
         z = z_all[best]
         hessian = jax.jacfwd(jax.jacfwd(
@@ -103,12 +101,13 @@ def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
 
 def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | None = None, *,
                starts: int = 4, spread: float = 0.5, steps: int = 60,
-               map_estimate: bool = True, seed: int = 0) -> CohortFit:
-    """Fit every subject of ``records`` (or ``subjects``) in one compiled program."""
+               map_estimate: bool = True, seed: int = 0, optimizer: str = "auto") -> CohortFit:
+    """Fit every subject of ``records`` (or ``subjects``) in one compiled program
+    (``optimizer``: see ``calibration.minimise``)."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = problem.read_subjects(records, subjects)
     program = jax.jit(jax.vmap(_subject_program(problem, starts, spread, steps, map_estimate,
-                                                seed)))
+                                                seed, optimizer)))
     compiled = program.lower(batch).compile()  # compile outside the timing, as loop_fit does
     started = time.perf_counter()
     z, objective, se, hessians = jax.block_until_ready(compiled(batch))
@@ -125,12 +124,13 @@ def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | No
 
 def loop_fit(problem: Problem, records: pd.DataFrame, subjects: list[str] | None = None, *,
              starts: int = 4, spread: float = 0.5, steps: int = 60, map_estimate: bool = True,
-             seed: int = 0) -> tuple[np.ndarray, float]:
+             seed: int = 0, optimizer: str = "auto") -> tuple[np.ndarray, float]:
     """The same fits one subject at a time (one compiled program, called in a Python loop).
     Returns (z per subject, seconds of the loop after compilation)."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = problem.read_subjects(records, subjects)
-    program = jax.jit(_subject_program(problem, starts, spread, steps, map_estimate, seed))
+    program = jax.jit(_subject_program(problem, starts, spread, steps, map_estimate, seed,
+                                       optimizer))
     first = jax.tree.map(lambda x: x[0], batch)
     jax.block_until_ready(program(first))  # compile outside the timing
     started = time.perf_counter()

@@ -106,6 +106,28 @@ def test_gradient_agrees_with_finite_differences():
                 - float(problem.objective(z.at[i].add(-h), SUBJECT_1))) / (2 * h)
                for i in range(z.size)]
     np.testing.assert_allclose(gradient, central, rtol=1e-6)
+    # the optimisers' objective: the same gradient, by forward mode (``calibration._forward``)
+    forward = np.asarray(jax.grad(cal.objective_of(problem, SUBJECT_1))(z))
+    np.testing.assert_allclose(forward, gradient, rtol=1e-9)
+
+
+def test_newton_and_lbfgs_find_the_rosenbrock_minimum_and_a_failed_start_stays_put():
+    """The damped Newton optimiser on a curved valley (no ODE: the optimiser alone), beside
+    optax's L-BFGS; a start where the objective is NaN does not move and reports inf."""
+    def rosenbrock(z):
+        value = (1.0 - z[0]) ** 2 + 100.0 * (z[1] - z[0] ** 2) ** 2
+        return jnp.where(z[0] > 5.0, jnp.nan, value)
+
+    starts = jnp.array([[-1.2, 1.0], [2.0, -1.0], [6.0, 0.0]])
+    z, values, history = cal.minimise(rosenbrock, starts, optimizer="newton", steps=200)
+    np.testing.assert_allclose(np.asarray(z[:2]), 1.0, atol=1e-6)
+    assert np.all(np.asarray(values[:2]) < 1e-12)
+    taken = np.sum(np.isfinite(np.asarray(history)), axis=1)
+    assert np.all(taken[:2] < 60)  # quadratic convergence near the end; L-BFGS needs more
+    np.testing.assert_array_equal(np.asarray(z[2]), [6.0, 0.0])
+    assert np.isinf(float(values[2]))
+    z_lbfgs, _, _ = cal.minimise(rosenbrock, starts[:2], optimizer="lbfgs", steps=200)
+    np.testing.assert_allclose(np.asarray(z_lbfgs), np.asarray(z[:2]), atol=1e-5)
 
 
 @FIT_GROUP
