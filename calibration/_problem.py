@@ -230,6 +230,27 @@ class FreeParameter:
     initial: float | None = None
 
 
+SOLUTION_METHODS = ("auto", "closed_form", "ode")
+
+
+def _solution_method(twin: vht.Twin, dose_targets: Mapping[str, str], requested: str) -> str:
+    """The prediction method ``Problem`` uses: ``requested``, or for ``"auto"`` the closed
+    form where it applies."""
+    from vht._closed_form import closed_form_refusal
+
+    if requested not in SOLUTION_METHODS:
+        raise ValueError(f"solution must be one of {SOLUTION_METHODS}, not {requested!r}")
+    reason = closed_form_refusal(twin)
+    rules = [route for route in dose_targets if route in PARAMETER_ROUTES]
+    if rules and reason is None:
+        reason = f"the {rules} routes dose through parameter steps"
+    if requested == "closed_form" and reason is not None:
+        raise ValueError(f"solution='closed_form' is not possible: {reason}")
+    if requested == "auto":
+        return "ode" if reason is not None else "closed_form"
+    return requested
+
+
 class Problem(eqx.Module):
     """Free parameters, observation models and dose routing for one twin.
 
@@ -250,6 +271,13 @@ class Problem(eqx.Module):
     ``subject_parameters``: twin parameters that differ between subjects and are known (not
     estimated), read from the records columns of the same name (one value per subject, in the
     parameter's unit): a virtual patient's own physiology, a body weight.
+
+    ``solution``: how predictions are computed. ``"closed_form"`` superposes the impulse
+    responses of linear organs (``vht.simulate_closed_form``: exact, no ODE solver, and many
+    times cheaper in population fits); ``"ode"`` integrates with ``vht.simulate`` at ``rtol``
+    and ``atol``; ``"auto"`` (default) takes the closed form wherever the twin and the dose
+    routes allow it (organs that declare ``impulse_response``, no connections, no dose
+    rules) and the ODE otherwise. ``problem.solution`` holds the choice made.
     """
 
     twin: vht.Twin
@@ -261,11 +289,13 @@ class Problem(eqx.Module):
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     subject_parameters: tuple[str, ...] = eqx.field(static=True)
+    solution: str = eqx.field(static=True)
 
     def __init__(self, twin: vht.Twin, free: Sequence[FreeParameter],
                  observations: Mapping[str, ErrorModel], dose_targets: Mapping[str, str],
                  time_unit: str = "h", rtol: float = 1e-8, atol: float = 1e-10,
-                 max_steps: int = 20_000, subject_parameters: Sequence[str] = ()):
+                 max_steps: int = 20_000, subject_parameters: Sequence[str] = (),
+                 solution: str = "auto"):
         info = twin.parameter_info()
         names = [f.name for f in free]
         for name in names:
@@ -297,6 +327,7 @@ class Problem(eqx.Module):
         self.time_unit = time_unit
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         self.subject_parameters = tuple(subject_parameters)
+        self.solution = _solution_method(twin, dose_targets, solution)
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -430,10 +461,13 @@ class Problem(eqx.Module):
             t0 = jnp.minimum(0.0, jnp.minimum(jnp.min(times), jnp.min(jnp.asarray(
                 subject.dose_times)) if len(subject.dose_times) else 0.0))
             t1 = None
-        solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, t1=t1,
-                                rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-                                throw=False, adjoint=adjoint,
-                                save_at_ticks=twin.sample_period() is not None)
+        if self.solution == "closed_form":
+            solution = vht.simulate_closed_form(twin, self.scenario(subject), ts=times, t0=t0)
+        else:
+            solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, t1=t1,
+                                    rtol=self.rtol, atol=self.atol,
+                                    max_steps=self.max_steps, throw=False, adjoint=adjoint,
+                                    save_at_ticks=twin.sample_period() is not None)
         columns = jnp.stack([solution[name] for name, _ in self.observations], axis=-1)
         index = jnp.asarray(subject.variable_index)
         return jnp.take_along_axis(columns, index[:, None], axis=1)[:, 0]

@@ -11,6 +11,7 @@ The public API, in the order a user meets it:
 - scenarios: ``Scenario``, ``Bolus``, ``OralDose``, ``Infusion``, ``Meal``, ``ParameterStep``,
   ``Trigger``, ``stack``;
 - solving: ``simulate``, ``Solution``, ``Status``, ``steady_state``, ``SteadyState``;
+  ``simulate_closed_form`` for linear organs that declare their impulse responses;
 - ensembles: ``VirtualPopulation``, ``LogNormal``, ``Allometry``, ``AdultCovariates``,
   ``Sweep``, ``run_sweep``, ``open_sweep``, ``SweepResult``;
 - results: ``to_dataset``, ``save_dataset``, ``load_dataset``, ``model_hash``,
@@ -35,6 +36,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from . import _distributed as distributed
 from . import data as data
 from . import network as network
+from ._closed_form import simulate_closed_form as simulate_closed_form
 from ._diagram import twin_diagram as twin_diagram
 from ._ensemble import Sweep as Sweep
 from ._ensemble import SweepResult as SweepResult

@@ -231,6 +231,25 @@ class AbstractOrgan(eqx.Module):
             changes = changes | (jnp.asarray(value, dtype=jnp.result_type(float)) != state[name])
         return changes
 
+    def impulse_response(self, elapsed: Array, source: str) -> dict[str, Array]:
+        """For a linear, time-invariant organ without inputs: its states ``elapsed`` (an array,
+        >= 0, in ``time_unit``) after one unit of amount placed into state ``source`` at 0,
+        every state zero before; states left out are zero.
+
+        Declaring it says the organ's equations are linear and homogeneous (a zero state stays
+        zero), so that ``vht.simulate_closed_form`` may solve it by superposition and
+        calibration may fit it without an ODE solver. A test should compare it with
+        ``simulate``. The default (no closed form) raises.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form impulse response")
+
+    def step_response(self, elapsed: Array, source: str) -> dict[str, Array]:
+        """Like ``impulse_response``, for a constant rate of one unit of amount per
+        ``time_unit`` into ``source`` from 0 on (the integral of the impulse response): what
+        infusions superpose. The default raises."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form response to a "
+                                  f"constant rate into {source!r}")
+
     def dose(self, state: str, amount: Array, time: Array) -> tuple[Array, Array]:
         """Route a dose into ``state``: returns the (amount, time) that actually arrive.
 

@@ -1,9 +1,13 @@
 """Building blocks of conserved-flow networks (compartments and conductances).
 
 See ``vht._network`` for the conservation argument; organ models import from here:
-``from vht.network import Compliance, Resistance, SmoothValve, Network``.
+``from vht.network import Compliance, Resistance, SmoothValve, Network``. Linear organs write
+their closed-form responses (``AbstractOrgan.impulse_response``) with ``decay_integral`` and
+``decay_convolution``.
 """
 
+from ._closed_form import decay_convolution as decay_convolution
+from ._closed_form import decay_integral as decay_integral
 from ._network import AbstractCompartment as AbstractCompartment
 from ._network import AbstractConductance as AbstractConductance
 from ._network import Clearance as Clearance

@@ -17,6 +17,14 @@ central compartment. For a single oral dose the solution is (ke = CL / V, tau = 
 
 (Gibaldi and Perrier, Pharmacokinetics, 2nd ed., 1982, ch. 1), which the tests check to 1e-8.
 
+The organ declares these solutions as its impulse responses (a unit into the depot or the
+central compartment) and its response to a constant rate into the central compartment
+(``A_central = R (1 - exp(-ke t)) / ke``), so that ``vht.simulate_closed_form`` and calibration
+evaluate it without an ODE solver, by superposition over doses and infusions (the same idea
+as R's ``SSfol``). The difference of exponentials is evaluated as
+``vht.network.decay_convolution``, which stays exact at ka = ke. A constant rate into the
+depot has no closed form here (``simulate`` handles it).
+
 Default parameters: the population typical values of the theophylline data (R
 ``datasets::Theoph``, 12 adults) from the maximum-likelihood nlme fit of Pinheiro and Bates
 (2000), fm3, at the cohort's mean weight of 69.58 kg:
@@ -34,11 +42,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import jax.numpy as jnp
 from jaxtyping import Array
 
 import vht
 from vht import Output, State, parameter
-from vht.network import Clearance, Depot, FirstOrderTransfer, Network, VolumeOfDistribution
+from vht.network import (
+    Clearance,
+    Depot,
+    FirstOrderTransfer,
+    Network,
+    VolumeOfDistribution,
+    decay_convolution,
+    decay_integral,
+)
 
 from ._dosing import oral_dose_routing
 
@@ -82,3 +99,15 @@ class OneCompartmentPK(vht.AbstractOrgan):
 
     def dose(self, state, amount, time):
         return oral_dose_routing(self, state, amount, time)
+
+    def impulse_response(self, elapsed, source):
+        ke = self.clearance / self.volume
+        if source == "depot":
+            return {"depot": jnp.exp(-self.ka * elapsed),
+                    "central": self.ka * decay_convolution(self.ka, ke, elapsed)}
+        return {"central": jnp.exp(-ke * elapsed)}
+
+    def step_response(self, elapsed, source):
+        if source == "depot":
+            return super().step_response(elapsed, source)
+        return {"central": decay_integral(self.clearance / self.volume, elapsed)}
