@@ -9,9 +9,9 @@ diagonal or full (Cholesky factor with a log diagonal).
 Objective (first-order conditional estimation with interaction). For each subject the
 conditional mode ``eta_hat`` minimises ``c(eta) = -log p(y | eta) + eta' Omega^-1 eta / 2``
 (Levenberg-damped Newton with the exact Hessian, made positive definite where it is not, and
-steps of at most one unit of eta; the mode is differentiated implicitly, through the implicit function theorem with the exact Hessian of
-c, not through the iterations). With
-the predictions, observations and residual variances on the scale where the error model is
+steps of at most one unit of eta; the mode is differentiated implicitly, through the
+implicit function theorem with the exact Hessian of c, not through the iterations). With the
+predictions, observations and residual variances on the scale where the error model is
 normal (``ErrorModel.linearised``), ``J = d f / d eta`` at the mode and ``V`` the residual
 variances:
 

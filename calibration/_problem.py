@@ -244,6 +244,12 @@ def _solution_method(twin: vht.Twin, dose_targets: Mapping[str, str], requested:
     rules = [route for route in dose_targets if route in PARAMETER_ROUTES]
     if rules and reason is None:
         reason = f"the {rules} routes dose through parameter steps"
+    if "infusion" in dose_targets and reason is None:
+        organ_name, _, state = dose_targets["infusion"].partition(".")
+        try:  # a constant rate needs the organ's step response into that state
+            twin[organ_name].step_response(jnp.zeros(1), state)
+        except NotImplementedError as error:
+            reason = str(error)
     if requested == "closed_form" and reason is not None:
         raise ValueError(f"solution='closed_form' is not possible: {reason}")
     if requested == "auto":

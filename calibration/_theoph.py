@@ -33,10 +33,11 @@ def theoph_records(dose_per_kg: bool = False) -> pd.DataFrame:
 _NLME_EFFECTS = {"lKe": (0.0, 0.0, -1.0), "lKa": (1.0, 0.0, 0.0), "lCl": (0.0, 1.0, 1.0)}
 
 
-def theoph_problem(rtol: float = 1e-7, atol: float = 1e-9):
+def theoph_problem(rtol: float = 1e-7, atol: float = 1e-9, solution: str = "auto"):
     """The one-compartment oral model of R's ``SSfol`` examples as a ``Problem``: ka,
     clearance and volume free (log scale; with doses in mg/kg, clearance and volume are per
-    kg), additive error, starting from ka 1.5 /h, CL 0.04 L/h/kg, V 0.5 L/kg."""
+    kg), additive error, starting from ka 1.5 /h, CL 0.04 L/h/kg, V 0.5 L/kg. Predictions
+    are the model's closed form unless ``solution="ode"`` (then at ``rtol``, ``atol``)."""
     from physiology_models.twins import oral_pk
 
     from ._problem import Additive, FreeParameter, Problem
@@ -44,7 +45,7 @@ def theoph_problem(rtol: float = 1e-7, atol: float = 1e-9):
     twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
     return Problem(twin, [FreeParameter(n) for n in ("drug.ka", "drug.clearance", "drug.volume")],
                    {"drug.concentration": Additive(0.5)}, {"oral": "drug.depot"},
-                   time_unit="h", rtol=rtol, atol=atol)
+                   time_unit="h", rtol=rtol, atol=atol, solution=solution)
 
 
 def theoph_population(random_effects=("lKa", "lCl"), covariance: str = "diagonal"):

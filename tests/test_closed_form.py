@@ -113,3 +113,7 @@ def test_problems_take_the_closed_form_where_it_applies_and_agree_with_the_ode()
         cal.Problem(one_compartment(), [cal.FreeParameter("drug.ka")],
                     {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
                     solution="exact")
+    infused = cal.Problem(one_compartment(), [cal.FreeParameter("drug.ka")],
+                          {"drug.concentration": cal.Additive(0.5)},
+                          {"infusion": "drug.depot"})
+    assert infused.solution == "ode"  # no closed form for a constant rate into the depot

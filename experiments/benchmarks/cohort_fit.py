@@ -67,16 +67,22 @@ def run_amici(records, amici_python: Path, starts: int, subjects: int | None = N
 
 
 def measure(name: str, records, amici_python: Path, starts: int = 3,
-            peer_subjects: int | None = None) -> dict:
-    p = cal.theoph_problem()
+            peer_subjects: int | None = None, solution: str = "auto",
+            peer: dict | None = None) -> dict:
+    """One row: vht's cohort and loop fits (predictions by ``solution``), and the peer's
+    (run here, or ``peer``: its result for the same subjects from an earlier row)."""
+    p = cal.theoph_problem(solution=solution)
     cohort = cal.fit_cohort(p, records, starts=starts, spread=0.5, steps=50)
     z_loop, loop_seconds = cal.loop_fit(p, records, starts=starts, spread=0.5, steps=50)
     agreement = float(np.max(np.abs(cohort.z - z_loop)))
-    row = {"data": name, "subjects": len(cohort.subjects), "cohort_seconds": cohort.seconds,
+    row = {"data": name, "subjects": len(cohort.subjects), "predictions": p.solution,
+           "cohort_seconds": cohort.seconds,
            "loop_seconds": loop_seconds, "speed_up": loop_seconds / cohort.seconds,
            "fits_per_second": len(cohort.subjects) / cohort.seconds,
            "max_abs_difference_cohort_vs_loop": agreement}
-    peer = run_amici(records, amici_python, starts, peer_subjects)
+    if peer is None:
+        peer = run_amici(records, amici_python, starts, peer_subjects)
+    row["peer_result"] = peer
     if peer is not None:
         theirs = {str(r["subject"]): r.get("nllh") for r in peer["subjects"]}
         # positive: vht's objective is higher (worse) than the peer's for that subject
@@ -90,7 +96,7 @@ def measure(name: str, records, amici_python: Path, starts: int = 3,
                                                        / peer["fits_per_second"])
         row["objective_vht_minus_amici_max"] = max(gaps)
         row["subjects_where_vht_objective_is_worse_by_1e-3"] = int(sum(g > 1e-3 for g in gaps))
-    print(row, flush=True)
+    print({k: v for k, v in row.items() if k != "peer_result"}, flush=True)
     return row
 
 
@@ -102,8 +108,12 @@ def main() -> None:
     parser.add_argument("--peer-subjects", type=int, default=None,
                         help="the peer fits only the first M subjects of each data set")
     args = parser.parse_args()
-    rows = [measure("Theoph", cal.validate_records(cal.theoph_records(dose_per_kg=True)),
-                    args.amici_python, peer_subjects=args.peer_subjects)]
+    theoph = cal.validate_records(cal.theoph_records(dose_per_kg=True))
+    rows = [measure("Theoph", theoph, args.amici_python, peer_subjects=args.peer_subjects)]
+    # the same fits through the ODE solver, against the same peer run: what the closed form
+    # gains, and what vht gains without it
+    rows.append(measure("Theoph", theoph, args.amici_python, solution="ode",
+                        peer=rows[0]["peer_result"]))
     if args.synthetic:
         population = cal.theoph_population()
         outer = population.pack(jnp.asarray([0.47, -3.23, -0.77]),
@@ -114,18 +124,21 @@ def main() -> None:
                                              n_subjects=args.synthetic, seed=3)
         rows.append(measure(f"synthetic ({args.synthetic})", records, args.amici_python,
                             peer_subjects=args.peer_subjects))
+    for r in rows:
+        del r["peer_result"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cohort_fit.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| data | subjects | vmapped cohort [s] | Python loop [s] | speed-up | "
-             "fits per second | max difference of estimates | pyPESTO + AMICI [s] | "
+    lines = ["| data | subjects | vht predictions | vmapped cohort [s] | Python loop [s] | "
+             "speed-up | fits per second | max difference of estimates | pyPESTO + AMICI [s] | "
              "peer subjects | fits/s ratio vht/AMICI | objective vht - AMICI (max) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peer = r.get("amici")
         versus = (f"{peer['fit_seconds']:.2f} | {peer['subjects']} | "
                   f"{r['fits_per_second_ratio_vht_over_amici']:.1f} | "
                   f"{r['objective_vht_minus_amici_max']:+.1e}") if peer else "not run | | | "
-        lines.append(f"| {r['data']} | {r['subjects']} | {r['cohort_seconds']:.2f} | "
+        lines.append(f"| {r['data']} | {r['subjects']} | {r['predictions'].replace('_', ' ')} | "
+                     f"{r['cohort_seconds']:.2f} | "
                      f"{r['loop_seconds']:.2f} | {r['speed_up']:.2f} | "
                      f"{r['fits_per_second']:.1f} | "
                      f"{r['max_abs_difference_cohort_vs_loop']:.1e} | {versus} |")
