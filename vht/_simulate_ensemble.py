@@ -393,7 +393,14 @@ def _simulate_ensemble_jit(twins, scenario, y0, ts, t0, t1, static):
             highest = jnp.where(now[:, None], jnp.maximum(highest, value), highest)
             return (out, lowest, highest), ptr + now.astype(ptr.dtype)
 
-        return jax.lax.while_loop(lambda c: jnp.any(pending(c[1])), body, (saved, save_ptr))
+        # a step holds at most one save time for most members: write that one unconditionally
+        # (members without one write out of bounds) and enter the loop only in iterations
+        # where some member has more pending
+        carry = body((saved, save_ptr))
+        return jax.lax.cond(
+            jnp.any(pending(carry[1])),
+            lambda c: jax.lax.while_loop(lambda c: jnp.any(pending(c[1])), body, c),
+            lambda c: c, carry)
 
     def first_changing_tick(t, h, dense, tick, t_end, lands):
         """The first clock tick in (t, t_end) (and at t_end for a step that does not land on
