@@ -244,13 +244,12 @@ class PopulationProblem(eqx.Module):
             return eta, value, gradient, hessian, mu, i + 1, ~better
 
         eta0 = jnp.zeros(self.q, dtype=outer.dtype)
-        parts = self._newton_parts(eta0, outer, subject)
         if start is not None:
+            # which start is better needs c only; the derivatives only at the chosen one
             start = jnp.where(jnp.all(jnp.isfinite(start)), start, eta0)
-            warm = self._newton_parts(start, outer, subject)
-            better = jnp.isfinite(warm[0]) & (warm[0] <= parts[0])
-            eta0, parts = jax.tree.map(lambda w, c: jnp.where(better, w, c),
-                                       (start, warm), (eta0, parts))
+            at_zero, at_start = (self._conditional(e, outer, subject)[0] for e in (eta0, start))
+            eta0 = jnp.where(jnp.isfinite(at_start) & (at_start <= at_zero), start, eta0)
+        parts = self._newton_parts(eta0, outer, subject)
         carry = (eta0, *parts, jnp.asarray(1e-3, outer.dtype), 0, jnp.asarray(False))
         eta, _, gradient, hessian, _, _, _ = jax.lax.while_loop(keep_going, body, carry)
         return eta, remaining(gradient, hessian) < tolerance
