@@ -5,11 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from common_twins import one_compartment, two_compartment
+from common_twins import one_compartment
 
 import calibration as cal
 import vht
-from physiology_models.pharmacology import EffectCompartment, OneCompartmentPK
+from physiology_models.pharmacology import (
+    EffectCompartment,
+    OneCompartmentPK,
+    ThreeCompartmentPK,
+    TwoCompartmentPK,
+)
 from vht.network import decay_convolution, decay_integral
 
 TIGHT = dict(rtol=1e-12, atol=1e-12, max_steps=20_000)
@@ -40,6 +45,23 @@ def test_superposition_matches_the_ode_solution_for_doses_lag_and_infusions(reco
     assert worst < 1e-9
     np.testing.assert_allclose(exact["drug.concentration"], ode["drug.concentration"],
                                rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("organ", [
+    TwoCompartmentPK(lag_time=0.3, bioavailability=0.8),
+    # ka equal to the fast disposition rate alpha: the convolutions meet their limit
+    TwoCompartmentPK(ka=TwoCompartmentPK()._disposition()[4]),
+], ids=["lag-and-F", "ka-equals-alpha"])
+def test_two_compartment_superposition_matches_the_ode(organ, record_property):
+    twin = vht.Twin({"drug": organ})
+    y0 = jnp.asarray([40.0, 25.0, 10.0])
+    ts = jnp.linspace(0.0, 30.0 * vht.HOUR, 121)
+    ode = vht.simulate(twin, _mixed_scenario(), ts=ts, y0=y0, **TIGHT)
+    exact = vht.simulate_closed_form(twin, _mixed_scenario(), ts=ts, y0=y0)
+    scale = np.max(np.abs(np.asarray(ode.ys)), axis=0)
+    worst = float(np.max(np.abs(np.asarray(exact.ys - ode.ys)) / scale))
+    record_property("max_error_over_state_range", worst)
+    assert int(exact.status) == vht.Status.OK and worst < 1e-9
 
 
 def test_responses_stay_exact_where_rates_meet_and_at_zero_rate():
@@ -81,7 +103,7 @@ def test_closed_form_gradients_match_the_ode_gradients():
 def test_what_cannot_be_superposed_is_refused_with_the_reason():
     ts = jnp.linspace(0.0, 600.0, 5)
     with pytest.raises(ValueError, match="declare no impulse_response"):
-        vht.simulate_closed_form(two_compartment(), ts=ts)
+        vht.simulate_closed_form(vht.Twin({"drug": ThreeCompartmentPK()}), ts=ts)
     connected = vht.Twin({"drug": OneCompartmentPK(), "effect": EffectCompartment()},
                          connections=[("drug.concentration", "effect.plasma_concentration")])
     with pytest.raises(ValueError, match="connected"):
@@ -106,7 +128,7 @@ def test_problems_take_the_closed_form_where_it_applies_and_agree_with_the_ode()
     exact, solved = (jax.vmap(lambda s, p=p: p.predict(z, s))(batch) for p in (problem, ode))
     np.testing.assert_allclose(exact, solved, rtol=1e-7, atol=1e-9)
     with pytest.raises(ValueError, match="not possible"):
-        cal.Problem(two_compartment(), [cal.FreeParameter("drug.ka")],
+        cal.Problem(vht.Twin({"drug": ThreeCompartmentPK()}), [cal.FreeParameter("drug.ka")],
                     {"drug.concentration": cal.Additive(0.5)}, {"oral": "drug.depot"},
                     solution="closed_form")
     with pytest.raises(ValueError, match="solution must be one of"):

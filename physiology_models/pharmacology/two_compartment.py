@@ -15,6 +15,20 @@ eliminated equals the dose. Oral doses get bioavailability F and lag time t_lag 
 doses and infusions go into ``central``. With Q = 0 the model is the one-compartment model.
 The tri-exponential single-dose solution is in Gibaldi and Perrier (1982), ch. 2.
 
+Closed form (``impulse_response``, ``step_response``; used by ``vht.simulate_closed_form`` and by
+calibration in place of the ODE solver). With k10 = CL / V1, k12 = Q / V1, k21 = Q / V2, the
+disposition rates are alpha, beta = (s +- sqrt(s^2 - 4 k10 k21)) / 2 with s = k10 + k12 + k21
+(beta computed as 2 k10 k21 / (s + sqrt(...)), free of cancellation), and the matrix
+exponential of the central-peripheral system is ``E I + D (M + s I / 2)`` with
+E = (exp(-alpha t) + exp(-beta t)) / 2 and D the convolution of exp(-alpha t) and
+exp(-beta t) (``vht.network.decay_convolution``). A unit into the central compartment leaves
+E + (k21 - s/2) D there and k12 D in the periphery; a unit into the depot leaves ka times the
+same expressions convolved with exp(-ka t), built from convolutions of exp(-ka t) with each
+exponential, which stay exact where ka equals alpha or beta. alpha - beta is at least
+k12 for Q > 0, so the divided difference by it never divides zero by zero when CL > 0. A
+constant rate into the central compartment integrates the same responses
+(``vht.network.decay_integral``); into the depot it has no closed form here.
+
 Default parameters: illustrative values for a small-molecule oral drug, not one specific
 drug: ka, CL and V1 are the theophylline typical values of ``OneCompartmentPK``; the
 peripheral compartment (Q, V2) is added with a distribution half-life of about 1 h, a terminal
@@ -36,11 +50,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import jax.numpy as jnp
 from jaxtyping import Array
 
 import vht
 from vht import Output, State, parameter
-from vht.network import Clearance, Depot, FirstOrderTransfer, Network, VolumeOfDistribution
+from vht.network import (
+    Clearance,
+    Depot,
+    FirstOrderTransfer,
+    Network,
+    VolumeOfDistribution,
+    decay_convolution,
+    decay_integral,
+)
 
 from ._dosing import oral_dose_routing
 
@@ -93,3 +116,44 @@ class TwoCompartmentPK(vht.AbstractOrgan):
 
     def dose(self, state, amount, time):
         return oral_dose_routing(self, state, amount, time)
+
+    def _disposition(self):
+        """(k10, k12, k21, s, alpha, beta) of the central-peripheral system, per hour."""
+        k10 = self.clearance / self.central_volume
+        k12 = self.intercompartmental_clearance / self.central_volume
+        k21 = self.intercompartmental_clearance / self.peripheral_volume
+        total = k10 + k12 + k21
+        root = jnp.sqrt(jnp.maximum(total * total - 4.0 * k10 * k21, 0.0))
+        alpha = 0.5 * (total + root)
+        return k10, k12, k21, total, alpha, 2.0 * k10 * k21 / (total + root)
+
+    def _disposition_response(self, source, mean, difference):
+        """States after a unit into ``source`` ('central' or 'peripheral'), from the
+        (mean of the two exponentials, their divided difference) under whatever operator
+        (identity, convolution with the depot, integration) ``mean`` and ``difference`` carry."""
+        k10, k12, k21, total, _, _ = self._disposition()
+        if source == "peripheral":
+            return {"central": k21 * difference,
+                    "peripheral": mean + (k10 + k12 - 0.5 * total) * difference}
+        return {"central": mean + (k21 - 0.5 * total) * difference,
+                "peripheral": k12 * difference}
+
+    def impulse_response(self, elapsed, source):
+        _, _, _, _, alpha, beta = self._disposition()
+        if source == "depot":
+            ka = self.ka
+            with_alpha, with_beta = (decay_convolution(ka, r, elapsed) for r in (alpha, beta))
+            gut = self._disposition_response("central", 0.5 * (with_alpha + with_beta),
+                                             (with_beta - with_alpha) / (alpha - beta))
+            return {"depot": jnp.exp(-ka * elapsed)} | {k: ka * v for k, v in gut.items()}
+        mean = 0.5 * (jnp.exp(-alpha * elapsed) + jnp.exp(-beta * elapsed))
+        return self._disposition_response(source, mean,
+                                          decay_convolution(alpha, beta, elapsed))
+
+    def step_response(self, elapsed, source):
+        if source == "depot":
+            return super().step_response(elapsed, source)
+        _, _, _, _, alpha, beta = self._disposition()
+        fast, slow = decay_integral(alpha, elapsed), decay_integral(beta, elapsed)
+        return self._disposition_response(source, 0.5 * (fast + slow),
+                                          (slow - fast) / (alpha - beta))
