@@ -85,18 +85,21 @@ def test_responses_stay_exact_where_rates_meet_and_at_zero_rate():
     assert np.isfinite(at) and abs(below - at) < 1e-5 * abs(at) and abs(above - at) < 1e-5 * abs(at)
 
 
-def test_closed_form_gradients_match_the_ode_gradients():
+@pytest.mark.parametrize("build", [
+    lambda k: OneCompartmentPK(ka=k, clearance=3.0, volume=30.0),
+    lambda k: TwoCompartmentPK(ka=1.2, intercompartmental_clearance=8.0 * k),
+], ids=["one-compartment-ka", "two-compartment-Q"])
+def test_closed_form_gradients_match_the_ode_gradients(build):
     ts = jnp.asarray([0.5, 1.0, 2.0, 6.0, 12.0, 24.0]) * vht.HOUR
     scenario = vht.Scenario([vht.OralDose("drug.depot", 320.0, 0.0)])
 
-    def exposure(ka, solve):
-        twin = vht.Twin({"drug": OneCompartmentPK(ka=ka, clearance=3.0, volume=30.0)})
-        return jnp.sum(solve(twin)["drug.concentration"])
+    def exposure(k, solve):
+        return jnp.sum(solve(vht.Twin({"drug": build(k)}))["drug.concentration"])
 
-    exact = jax.grad(lambda ka: exposure(ka, lambda tw: vht.simulate_closed_form(
+    exact = jax.grad(lambda k: exposure(k, lambda tw: vht.simulate_closed_form(
         tw, scenario, ts=ts)))(1.2)
-    ode = jax.grad(lambda ka: exposure(ka, lambda tw: vht.simulate(tw, scenario, ts=ts,
-                                                                   **TIGHT)))(1.2)
+    ode = jax.grad(lambda k: exposure(k, lambda tw: vht.simulate(tw, scenario, ts=ts,
+                                                                 **TIGHT)))(1.2)
     np.testing.assert_allclose(exact, ode, rtol=1e-7)
 
 
