@@ -444,16 +444,13 @@ class PopulationFit:
         return "\n".join(lines)
 
 
-def observed_information(gradient, outer: np.ndarray, step: float = 1e-4) -> np.ndarray:
-    """Hessian by central differences of an exact ``gradient`` function (numpy in and out)."""
-    columns = []
-    for i in range(outer.size):
-        h = step * max(1.0, abs(float(outer[i])))
-        up, down = outer.copy(), outer.copy()
-        up[i] += h
-        down[i] -= h
-        columns.append((gradient(up) - gradient(down)) / (2 * h))
-    hessian = np.stack(columns, axis=1)
+def observed_information(gradients, outer: np.ndarray, step: float = 1e-4) -> np.ndarray:
+    """Hessian by central differences of an exact gradient: ``gradients`` maps a stack of
+    points (rows) to the stack of their gradients (numpy in and out)."""
+    steps = step * np.maximum(1.0, np.abs(outer))
+    shifts = np.diag(steps)
+    columns = gradients(np.concatenate([outer + shifts, outer - shifts]))
+    hessian = (columns[: outer.size] - columns[outer.size:]).T / (2 * steps)
     return 0.5 * (hessian + hessian.T)
 
 
@@ -533,8 +530,9 @@ def population_minus_2_log_likelihood(population: PopulationProblem, records: pd
     objective at published estimates tests it apart from any optimiser."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = _batch(population, records, subjects)
-    value, grad, _, _ = _evaluate(population, batch, jnp.asarray(outer, dtype=float),
-                                  (0, len(subjects), len(subjects)), False, None)
+    rows = (0, len(subjects), len(subjects))
+    value, grad, _, _ = _evaluator(population, batch, rows, False)(
+        jnp.asarray(outer, dtype=float), None)
     return (float(value), np.asarray(grad)) if gradient else float(value)
 
 
@@ -579,9 +577,10 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     # modes (an optimiser's steps are near each other): a few Gauss-Newton iterations per
     # subject instead of tens from eta = 0
     modes = {"start": jnp.zeros((mine.stop - mine.start, population.q))}
+    evaluate_one = _evaluator(population, batch, rows, distributed)
 
     def evaluate(outer):
-        result = _evaluate(population, batch, outer, rows, distributed, modes["start"])
+        result = evaluate_one(outer, modes["start"])
         if np.isfinite(float(result[0])):
             modes["start"] = result[2][mine]
         return result
@@ -614,7 +613,10 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     bar.close()
     outer = np.asarray(result.x)
     value, gradient, eta, converged = (np.asarray(a) for a in evaluate(jnp.asarray(outer)))
-    hessian = observed_information(lambda x: np.asarray(evaluate(jnp.asarray(x))[1]), outer)
+    # all 2 p points dispatched before any result is read (no wait between them)
+    hessian = observed_information(
+        lambda xs: np.stack([evaluate_one(jnp.asarray(x), modes["start"])[1] for x in xs]),
+        outer)
     covariance = np.linalg.pinv(0.5 * hessian, hermitian=True)  # of -log L
     # one Newton step with the observed information: L-BFGS-B stops once its line search
     # can no longer resolve progress; Newton takes the last 1e-5 of gradient away in one
@@ -633,20 +635,50 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
                          np.asarray(history), seconds, str(result.message))
 
 
-@eqx.filter_jit
-def _evaluate(population: PopulationProblem, batch: SubjectData, outer: Array,
-              rows: tuple[int, int, int], distributed: bool, start: Array | None):
+def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, outer: Array,
+                        rows: tuple[int, int, int], start: Array | None):
     """(-2 log L, its gradient, every subject's eta_hat, converged flags) of this process's
-    subjects ``rows[0]:rows[1]`` of ``rows[2]``, summed over MPI ranks when ``distributed``;
-    ``start``: guesses of this process's subjects' modes (None: from eta = 0).
-    A module-level compiled program keyed on shapes, so refits with new data reuse it."""
+    subjects ``rows[0]:rows[1]`` of ``rows[2]``, each subject's row filled by the process
+    that owns it (the others stay 0, for a sum over ranks); ``start``: guesses of this
+    process's subjects' modes (None: from eta = 0)."""
     first, last, n_subjects = rows
-    combine = vht.distributed.sum_over_ranks if distributed else (lambda x: x)
-
     values, gradients, eta, converged = jax.vmap(
         population.subject_value_and_gradient, in_axes=(None, 0, 0))(outer, batch, start)
-    # every subject's row, filled by the process that owns it, then summed over ranks
     eta = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
     converged = jnp.zeros(n_subjects, outer.dtype).at[first:last].set(converged)
-    return (combine(jnp.sum(values)), combine(jnp.sum(gradients, axis=0)), combine(eta),
-            combine(converged))
+    return jnp.sum(values), jnp.sum(gradients, axis=0), eta, converged
+
+
+def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[int, int, int],
+               distributed: bool):
+    """A function ``(outer, start) -> (-2 log L, gradient, eta_hat, converged)`` of one
+    compiled program, summed over MPI ranks when ``distributed``. The population and the
+    data are split into arrays, passed on each call, and the rest, which keys a module-level
+    cache of compiled programs, so refits with new data of the same shapes reuse the
+    program; equinox's ``filter_jit`` would split them again at every call, which on Theoph
+    costs as much as the evaluation itself (0.5 ms)."""
+    arrays, static = eqx.partition((population, batch), eqx.is_array)
+    leaves, arrays_def = jax.tree.flatten(arrays)
+    static_leaves, static_def = jax.tree.flatten(static)
+    key = (static_def, tuple(static_leaves), arrays_def, rows, distributed)
+    try:
+        program = _PROGRAMS.get(key)
+    except TypeError:  # a static part that cannot be hashed: compile for this fit only
+        key, program = None, None
+    if program is None:
+        combine = vht.distributed.sum_over_ranks if distributed else (lambda x: x)
+
+        def evaluate(leaves_, outer, start):
+            population_, batch_ = eqx.combine(jax.tree.unflatten(arrays_def, leaves_), static)
+            return tuple(combine(x) for x in
+                         _evaluate_in_process(population_, batch_, outer, rows, start))
+
+        program = jax.jit(evaluate)
+        if key is not None:
+            if len(_PROGRAMS) >= 32:  # each holds a compiled program: forget the oldest
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            _PROGRAMS[key] = program
+    return lambda outer, start: program(leaves, outer, start)
+
+
+_PROGRAMS: dict = {}
