@@ -17,6 +17,9 @@ parameter steps and triggers.
 The helpers ``decay_integral`` and ``decay_convolution`` are the two integrals such responses
 are made of, written so that they stay accurate (and differentiable to any order) when a rate
 tends to zero or two rates meet, where the textbook formulas divide zero by zero.
+``linear_impulse_response`` and ``linear_step_response`` give the responses of any linear
+organ from the matrix exponential of its rate matrix, for organs whose eigenvalues have no
+short closed form (three compartments: the roots of a cubic).
 """
 
 from __future__ import annotations
@@ -74,6 +77,49 @@ def decay_convolution(rate_a: ArrayLike, rate_b: ArrayLike, elapsed: ArrayLike) 
     gap = jnp.where(near, 1.0, a - b)
     apart = (jnp.exp(-b * elapsed) - jnp.exp(-a * elapsed)) / gap
     return jnp.where(near, close, apart)
+
+
+def linear_rate_matrix(organ: AbstractOrgan) -> Array:
+    """The matrix A of dy/dt = A y of a linear, homogeneous organ without inputs, in the order
+    of ``organ.states``: the forward-mode derivative of its rates at the zero state, which is
+    exact when the rates are linear (the equations are not written twice)."""
+    names = [s.name for s in organ.states]
+
+    def rates(y):
+        values = organ.rates(0.0, dict(zip(names, y)), {})
+        return jnp.stack([jnp.asarray(values.get(n, 0.0), y.dtype) for n in names])
+
+    return jax.jacfwd(rates)(jnp.zeros(len(names), jnp.result_type(float)))
+
+
+def _matrix_exponentials(matrix: Array, elapsed: Array) -> Array:
+    """exp(matrix t) for every t in ``elapsed`` (stacked along elapsed's shape)."""
+    elapsed = jnp.asarray(elapsed, matrix.dtype)
+    return jax.scipy.linalg.expm(matrix * elapsed[..., None, None])
+
+
+def linear_impulse_response(organ: AbstractOrgan, elapsed: ArrayLike,
+                            source: str) -> dict[str, Array]:
+    """``AbstractOrgan.impulse_response`` of a linear organ: column ``source`` of
+    exp(A t), A from ``linear_rate_matrix`` (scaling and squaring with a Pade approximant,
+    ``jax.scipy.linalg.expm``: exact where eigenvalues coincide and differentiable in the
+    parameters to any order)."""
+    names = [s.name for s in organ.states]
+    columns = _matrix_exponentials(linear_rate_matrix(organ), elapsed)[..., names.index(source)]
+    return {n: columns[..., i] for i, n in enumerate(names)}
+
+
+def linear_step_response(organ: AbstractOrgan, elapsed: ArrayLike,
+                         source: str) -> dict[str, Array]:
+    """``AbstractOrgan.step_response`` of a linear organ: the integral of exp(A s) e_source
+    over [0, t], the last column of exp(B t) with B = [[A, e_source], [0, 0]] (Van Loan 1978),
+    so no inverse of A is needed (A may be singular: a closed system)."""
+    names = [s.name for s in organ.states]
+    matrix, n = linear_rate_matrix(organ), len(names)
+    augmented = jnp.zeros((n + 1, n + 1), matrix.dtype).at[:n, :n].set(matrix)
+    augmented = augmented.at[names.index(source), n].set(1.0)
+    columns = _matrix_exponentials(augmented, elapsed)[..., :n, n]
+    return {name: columns[..., i] for i, name in enumerate(names)}
 
 
 def has_closed_form(organ: AbstractOrgan) -> bool:
