@@ -176,6 +176,24 @@ def test_sweep_errors_name_what_is_wrong(tmp_path):
         vht.Sweep(oral_pk(), population, arm, members=4)
 
 
+def test_the_integrator_follows_the_twin_and_its_arms_and_can_be_forced():
+    population = vht.VirtualPopulation({"drug.clearance": vht.LogNormal(2.76, cv=0.3)})
+    doses = vht.Scenario([vht.OralDose("drug.depot", 320.0, 0.0)])
+    step = vht.Scenario([vht.OralDose("drug.depot", 320.0, 0.0),
+                         vht.ParameterStep("drug.clearance", 1.5, 600.0)])
+    sweep = vht.Sweep(oral_pk(), population, doses, members=4, t1=60.0)
+    assert sweep.integrator == "closed_form"  # linear organs, doses only: no solver
+    # one arm that does not superpose puts the whole sweep on a solver
+    mixed = vht.Sweep(oral_pk(), population, {"doses": doses, "step": step}, members=4,
+                      t1=60.0)
+    assert mixed.integrator == "ensemble"
+    assert sweep.with_integrator("ensemble").sweep_hash() != sweep.sweep_hash()
+    with pytest.raises(ValueError, match="closed_form' is not possible: the scenario holds"):
+        mixed.with_integrator("closed_form")
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        sweep.with_integrator("rk4")
+
+
 # -- the runner ---------------------------------------------------------------------------------
 
 
@@ -198,19 +216,18 @@ def test_sweep_result_is_one_xarray_file_with_members_arms_times_and_parameters(
     median = dataset["quantile:drug.concentration"].sel(quantile=0.5, arm="split dose").values
     np.testing.assert_allclose(median, np.median(concentration.sel(arm="split dose").values,
                                                  axis=0), rtol=1e-14)
-    # a non-stiff twin runs on the batch-major integrator, and says so
-    assert manifest["integrator"] == "ensemble"
-    assert "batch-major" in json.loads(dataset.attrs["sweep"])["solver"]
-    # each member equals a single simulation of its drawn parameters: simulate_ensemble's (to
+    # a twin of linear organs under doses only is evaluated in closed form, and says so
+    assert manifest["integrator"] == "closed_form"
+    assert "closed form" in json.loads(dataset.attrs["sweep"])["solver"]
+    # each member equals a single evaluation of its drawn parameters: the closed form's (to
     # round-off: the batch width changes the last bits) and diffrax's (to the tolerance)
     member = 4
     twin = oral_pk().replace({"drug.clearance": clearance[member],
                               "drug.volume": dataset["parameter:drug.volume"].values[member]})
     arm = vht.Scenario([vht.OralDose("drug.depot", 320.0, 0.0)])
     stored = concentration.sel(arm="single dose").values[member]
-    alone = vht.simulate_ensemble(jax.tree.map(lambda x: x[None], twin), arm,
-                                  ts=dataset["time"].values, t1=1440.0)
-    np.testing.assert_allclose(stored, alone["drug.concentration"][0], rtol=1e-12, atol=1e-15)
+    alone = vht.simulate_closed_form(twin, arm, ts=dataset["time"].values)
+    np.testing.assert_allclose(stored, alone["drug.concentration"], rtol=1e-12, atol=1e-15)
     solution = vht.simulate(twin, arm, ts=dataset["time"].values, t1=1440.0)
     np.testing.assert_allclose(stored, solution["drug.concentration"], rtol=1e-5, atol=1e-8)
 
@@ -222,7 +239,7 @@ def test_a_member_that_fails_leaves_the_others_bitwise_unchanged(tmp_path):
 
     def run(overrides, name):
         sweep = vht.Sweep(base, population, arm, members=8, chunk_size=4, t1=1440.0, n_save=13,
-                          max_steps=400, overrides=overrides, seed=3)
+                          max_steps=400, overrides=overrides, seed=3, integrator="ensemble")
         return vht.run_sweep(sweep, tmp_path / f"{name}.h5", progress=False, use_mpi=False)
 
     # The same sweep twice, member 5's absorption rate pinned: to its typical value, then to

@@ -12,7 +12,9 @@ The unit of work is a chunk of ``chunk_size`` members, fixed by the sweep:
   Results are therefore bitwise identical on 1 or 4 devices and on 1 or 2 ranks (tested);
 - inside a chunk the members are vmapped: adaptive steps run in lockstep, each member with its
   own step size and step budget (``max_steps``), and a failing member (solver failure, step
-  budget, NaN) gets its status and NaN outputs without touching the others' bits.
+  budget, NaN) gets its status and NaN outputs without touching the others' bits. Twins of
+  linear organs with closed-form responses, under scenarios of doses and infusions only, skip
+  the solver: each member is evaluated exactly at the save times (``simulate_closed_form``).
 
 Every finished chunk is committed to ``<output>.parts/`` at once; a killed sweep, run again
 with the same command, recomputes only chunks that were not committed (at most one per device
@@ -44,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _distributed as distributed
+from ._closed_form import closed_form_refusal, simulate_closed_form
 from ._ensemble_store import SweepStore, assemble, fault, status_counts
 from ._hashing import model_hash, parameter_hash
 from ._results import provenance
@@ -71,10 +74,13 @@ class Sweep:
         seed: the sweep's random seed; member ``i`` draws from ``fold_in(PRNGKey(seed), i)``.
         rtol, atol, max_steps, solver: as in ``vht.simulate`` (max_steps is each member's step
             budget per segment).
-        integrator: ``"auto"`` (default): the batch-major integrator of
+        integrator: ``"auto"`` (default): the closed-form solution
+            (``vht.simulate_closed_form``, no solver, exact; rtol, atol and max_steps unused)
+            where every arm allows it, else the batch-major integrator of
             ``vht.simulate_ensemble`` for non-stiff twins, vmapped diffrax for stiff ones or
-            when a diffrax ``solver`` is given; ``"ensemble"`` or ``"diffrax"`` to choose.
-            The choice is part of the sweep's description, hash and provenance.
+            when a diffrax ``solver`` is given; ``"closed_form"``, ``"ensemble"`` or
+            ``"diffrax"`` to choose. The choice is part of the sweep's description, hash and
+            provenance.
         overrides: ``{member_index: {"organ.parameter": value}}``, values pinned for given
             members (a real patient among virtual ones, a known edge case).
         quantiles: the quantiles written per arm and time.
@@ -150,7 +156,7 @@ class Sweep:
                 if parameter not in parameters:
                     raise ValueError(f"override of member {index} names {parameter!r}, which "
                                      "is not a parameter of the twin")
-        integrator = _choose_integrator(twin, solver, integrator)
+        integrator = _choose_integrator(twin, arms, solver, integrator)
         quantiles = tuple(float(q) for q in quantiles)
         if not all(0.0 <= q <= 1.0 for q in quantiles):
             raise ValueError("quantiles must lie in [0, 1]")
@@ -180,10 +186,11 @@ class Sweep:
                 "times or outputs, or raise memory_limit")
 
     def with_integrator(self, integrator: str) -> Sweep:
-        """The same sweep with another integrator (``"auto"``, ``"ensemble"``, ``"diffrax"``):
-        a different sweep, with its own hash, since the results differ within tolerance."""
+        """The same sweep with another integrator (``"auto"``, ``"closed_form"``,
+        ``"ensemble"``, ``"diffrax"``): a different sweep, with its own hash, since the results
+        differ within tolerance."""
         other = copy.copy(self)
-        other.integrator = _choose_integrator(self.twin, self.solver, integrator)
+        other.integrator = _choose_integrator(self.twin, self.arms, self.solver, integrator)
         return other
 
     # -- derived layout ----------------------------------------------------------------------
@@ -224,8 +231,7 @@ class Sweep:
             "outputs": list(self.outputs),
             "seed": self.seed,
             "integrator": self.integrator,
-            "solver": ENSEMBLE_METHOD if self.integrator == "ensemble" else
-            f"diffrax {type(self.solver or _default_solver(self.twin)).__name__}",
+            "solver": _solver_label(self),
             "rtol": self.rtol,
             "atol": self.atol,
             "max_steps": self.max_steps,
@@ -247,17 +253,36 @@ class Sweep:
         return values, mask
 
 
-def _choose_integrator(twin: Twin, solver, integrator: str) -> str:
-    if integrator not in ("auto", "ensemble", "diffrax"):
-        raise ValueError(f"integrator must be 'auto', 'ensemble' or 'diffrax', not "
-                         f"{integrator!r}")
-    if integrator == "ensemble" and solver is not None:
-        raise ValueError("integrator='ensemble' has its own method (Dopri5, batch-major); a "
-                         "diffrax solver needs integrator='diffrax' (or 'auto')")
+INTEGRATORS = ("auto", "closed_form", "ensemble", "diffrax")
+
+
+def _choose_integrator(twin: Twin, arms: Mapping[str, Scenario], solver, integrator: str) -> str:
+    if integrator not in INTEGRATORS:
+        raise ValueError(f"integrator must be one of {INTEGRATORS}, not {integrator!r}")
+    if integrator in ("ensemble", "closed_form") and solver is not None:
+        raise ValueError(f"integrator={integrator!r} does not take a diffrax solver; a solver "
+                         "needs integrator='diffrax' (or 'auto')")
+    refusals = [r for r in (closed_form_refusal(twin, arm) for arm in arms.values())
+                if r is not None]
+    if integrator == "closed_form" and refusals:
+        raise ValueError(f"integrator='closed_form' is not possible: {refusals[0]}")
     if integrator == "auto":
+        if solver is None and not refusals:
+            return "closed_form"
         # explicit steps on a stiff twin would be limited by stability, not accuracy
         return "diffrax" if twin.stiffness == "stiff" or solver is not None else "ensemble"
     return integrator
+
+
+def _solver_label(sweep: Sweep) -> str:
+    if sweep.integrator == "closed_form":
+        return CLOSED_FORM_METHOD
+    if sweep.integrator == "ensemble":
+        return ENSEMBLE_METHOD
+    return f"diffrax {type(sweep.solver or _default_solver(sweep.twin)).__name__}"
+
+
+CLOSED_FORM_METHOD = "closed form (superposition of impulse and step responses, no solver)"
 
 
 # -- the per-chunk program ----------------------------------------------------------------------
@@ -304,8 +329,8 @@ def _selected(solution, state_index, signal_index):
 @eqx.filter_jit
 def _run_chunk(dynamic, static, config, key, indices, override_values, override_mask):
     """One chunk: its C members drawn, then every arm for all of them at once (the batch-major
-    integrator) or vmapped member by member (diffrax). The same program for every chunk,
-    device and rank."""
+    integrator) or vmapped member by member (closed form, diffrax). The same program for every
+    chunk, device and rank."""
     (names, ts, t1, rtol, atol, max_steps, solver, state_index, signal_index,
      integrator) = config
     twin, population, arms = eqx.combine(dynamic, static)
@@ -314,7 +339,10 @@ def _run_chunk(dynamic, static, config, key, indices, override_values, override_
     cohort = jax.vmap(twin.replace)(drawn["values"])
     outputs, statuses, steps = [], [], []
     for scenario in arms:
-        if integrator == "ensemble":
+        if integrator == "closed_form":
+            solution = jax.vmap(lambda member, scenario=scenario: simulate_closed_form(
+                member, scenario, ts=jnp.asarray(ts)))(cohort)
+        elif integrator == "ensemble":
             solution = simulate_ensemble(cohort, scenario, ts=np.asarray(ts), t1=t1, rtol=rtol,
                                          atol=atol, max_steps=max_steps)
         else:

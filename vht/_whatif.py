@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._closed_form import closed_form_refusal, simulate_closed_form
 from ._scenario import Bolus, Infusion, OralDose, ParameterStep, Scenario, Trigger
 from ._simulate import Status, simulate
 from ._simulate_ensemble import simulate_ensemble
@@ -615,11 +616,26 @@ def _simulate_arm(twin: Twin, cohort: Twin, y0, scenario: Scenario, ts: np.ndarr
     # without its name (a static field) every arm's scenario has the same structure, so the
     # arms share one compiled program
     scenario = Scenario(scenario.interventions)
+    if closed_form_refusal(twin, scenario) is None:  # linear organs, doses only: exact
+        return (_vmapped_closed_form(tuple(float(t) for t in ts))(cohort, y0, scenario),
+                "vht.simulate_closed_form (exact, no solver)")
     if twin.stiffness == "nonstiff":
         return simulate_ensemble(cohort, scenario, ts=ts, y0=y0, max_steps=MAX_STEPS,
                                  **ENSEMBLE_TOLERANCES), "vht.simulate_ensemble (Dopri5)"
     solve = _vmapped_simulate(tuple(float(t) for t in ts))
     return solve(cohort, y0, scenario), "vmapped vht.simulate (diffrax Kvaerno3)"
+
+
+@functools.lru_cache(maxsize=8)
+def _vmapped_closed_form(save_times: tuple[float, ...]):
+    """As ``_vmapped_simulate``, for twins solved in closed form."""
+    ts = jnp.asarray(save_times)
+
+    @eqx.filter_jit
+    def solve(cohort, y0, scenario):
+        return jax.vmap(lambda tw, y: simulate_closed_form(tw, scenario, ts=ts, y0=y))(cohort, y0)
+
+    return solve
 
 
 # The step budget is per segment between stops: a pulsatile circulation takes about 40 steps

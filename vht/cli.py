@@ -323,9 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--keep-parts", action="store_true",
                        help="keep the per-chunk files after assembly")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.add_argument("--integrator", choices=("auto", "ensemble", "diffrax"), default=None,
-                       help="override the sweep's integrator: the batch-major one of "
-                       "simulate_ensemble (non-stiff twins) or vmapped diffrax")
+    sweep.add_argument("--integrator", choices=("auto", "closed_form", "ensemble", "diffrax"),
+                       default=None,
+                       help="override the sweep's integrator: the closed form of linear "
+                       "organs, the batch-major one of simulate_ensemble (non-stiff twins) or "
+                       "vmapped diffrax")
     sweep.add_argument("--no-mpi", action="store_true",
                        help="run every chunk in this process even if MPI is available")
     sweep.set_defaults(handler=_sweep)
