@@ -3,9 +3,9 @@
 The twin (``physiology_models.twins.circulation_with_vasopressor``) is a pulsatile closed-loop
 circulation (every heartbeat resolved) with its arterial baroreflex (Ursino 1998), composed with
 a vasopressor's pharmacokinetics and an effect compartment that raises systemic vascular
-resistance. The scenario: the patient bleeds 150 mL/min from minute 2 to minute 12 (1.5 L, 27 %
-of blood volume), and each arm applies a rule-based treatment while the monitor's mean arterial
-pressure (MAP) is below 65 mmHg:
+resistance. The scenario: the patient bleeds 250 mL/min from minute 2 to minute 12 (2.5 L, 45 %
+of blood volume, ATLS class IV), and each arm applies a rule-based treatment while the
+monitor's mean arterial pressure (MAP) is below 65 mmHg:
 
 1. no treatment;
 2. IV fluids, 100 mL/min while MAP < 65 mmHg, until MAP is back above 70;
@@ -18,9 +18,10 @@ slowest member at every switch); threshold crossings are located by diffrax even
 an HDF5 file (xarray, dims arm x time, units and provenance) and a PNG figure. Run
 ``python -m experiments.flagship --help`` for options.
 
-The reflex raises heart rate, contractility, resistance and venous tone as pressure falls, but
-this twin has no transcapillary refill and no catecholamine surge, so an untreated 27 % loss
-lowers pressure more than it would in most patients.
+The reflex (with its chemoreceptors below 80 mmHg) raises heart rate, contractility, resistance
+and venous tone as pressure falls and holds MAP near 65 mmHg until about 40 % of the blood is
+lost; beyond that the untreated circulation decompensates, and only the arms that give fluid
+bring pressure back. The twin has no transcapillary refill and no catecholamines.
 
 The vasopressor's parameters are illustrative (see ``physiology_models.twins``): this is a
 demonstration of the machinery, not a clinical recommendation.
@@ -63,7 +64,7 @@ def arm_scenario(fluids: bool, vasopressor: bool, bleed_rate: float) -> vht.Scen
     ])
 
 
-def run(out: Path, minutes: float = 30.0, bleed_rate: float = 150.0, n_save: int = 601):
+def run(out: Path, minutes: float = 30.0, bleed_rate: float = 250.0, n_save: int = 601):
     """Simulate all arms and write ``flagship.h5`` and ``flagship.png`` into ``out``."""
     started = time.perf_counter()
     twin = circulation_with_vasopressor()
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/flagship"),
                         help="output folder (default: results/flagship)")
     parser.add_argument("--minutes", type=float, default=30.0, help="horizon (default 30)")
-    parser.add_argument("--bleed-rate", type=float, default=150.0,
-                        help="hemorrhage rate in mL/min during minutes 2-12 (default 150)")
+    parser.add_argument("--bleed-rate", type=float, default=250.0,
+                        help="hemorrhage rate in mL/min during minutes 2-12 (default 250)")
     args = parser.parse_args(argv)
     run(args.out, minutes=args.minutes, bleed_rate=args.bleed_rate)
     return 0

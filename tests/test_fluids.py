@@ -12,7 +12,11 @@ from experiments.validation.pulse_targets import load_targets
 from physiology_models.fluids import Kidney, landis_pappenheimer
 from physiology_models.twins import circulation_with_fluids, whole_body
 
-CRYSTALLOID_RETENTION_RANGE = (0.30, 0.45)  # see test_crystalloid_retention_is_reported
+# fraction of an infused crystalloid still in the plasma 30 min after the infusion ends (Hahn,
+# "Understanding volume kinetics", Acta Anaesthesiol Scand 2020;64:570-578, a review of
+# volume-kinetic studies in volunteers); see test_crystalloid_retention_matches_volume_kinetics
+CRYSTALLOID_RETENTION_RANGE = (0.15, 0.20)
+CRYSTALLOID_DURING_INFUSION_RANGE = (0.50, 0.60)  # the same review, while the infusion lasts
 
 
 @pytest.fixture(scope="module")
@@ -76,24 +80,32 @@ def test_hemorrhage_is_partly_refilled_and_dilutes_blood(fluids, record_property
     assert urine[1] < 0.6 * urine[0]  # the kidney holds on to water at low pressure
 
 
-def test_crystalloid_retention_is_reported(fluids, record_property):
-    """1 L of crystalloid over 10 min: plasma volume gained 20 min after the end.
+def test_crystalloid_retention_matches_volume_kinetics(fluids, record_property):
+    """1 L of crystalloid over 10 min: the plasma volume gained, as a fraction of the volume
+    infused, halfway through the infusion and 30 min after its end.
 
-    Literature: about 60 % of a saline bolus leaves the vessels within 20 min (healthy
-    volunteers, Ann Emerg Med 1989;18:51-55), about a third of Ringer's solution stays
-    (product information) - so 30-45 % retained. The model loses fluid faster: it keeps about
-    20 %. This test records the number and checks the direction (most of it leaves, more than
-    a tenth stays); the gap is documented on the fluids validation page.
+    Volume kinetics in volunteers (reviewed by Hahn 2020): 50-60 % of the infused
+    volume expands the plasma while the infusion lasts, 15-20 % within 30 min after it ends.
+    A single hematocrit study of saline boluses (Ann Emerg Med 1989;18:51-55) reported about
+    40 % left 20 min after the bolus; the model keeps about 20 % then (recorded, documented on
+    the fluids validation page).
     """
     twin, steady = fluids
     fluids_in = vht.Scenario([vht.Infusion("circulation.systemic_veins", 100.0, start=0.0,
                                            duration=10.0)])
-    solution = vht.simulate(twin, fluids_in, y0=steady.y, ts=jnp.array([0.0, 10.0, 30.0]))
-    plasma = np.asarray(solution["interstitium.plasma_volume"])
-    retained = float(plasma[2] - plasma[0]) / 1000.0
-    record_property("retained_fraction_20_min_after", retained)
-    record_property("literature_range", str(CRYSTALLOID_RETENTION_RANGE))
-    assert 0.1 < retained < 0.5
+    solution = vht.simulate(twin, fluids_in, y0=steady.y, ts=jnp.array([0.0, 5.0, 30.0, 40.0]))
+    gained = np.asarray(solution["interstitium.plasma_volume"]) - float(
+        solution["interstitium.plasma_volume"][0])
+    during = float(gained[1]) / 500.0  # 500 mL infused by minute 5
+    after = float(gained[3]) / 1000.0
+    record_property("fraction_in_plasma_mid_infusion", during)
+    record_property("fraction_in_plasma_20_min_after", float(gained[2]) / 1000.0)
+    record_property("fraction_in_plasma_30_min_after", after)
+    record_property("literature_range_30_min_after", str(CRYSTALLOID_RETENTION_RANGE))
+    assert CRYSTALLOID_RETENTION_RANGE[0] <= after <= CRYSTALLOID_RETENTION_RANGE[1]
+    # the model distributes faster than volume kinetics finds: more than half still in the
+    # plasma halfway through a bolus, but less than that at the end of a slower infusion
+    assert during > CRYSTALLOID_DURING_INFUSION_RANGE[0]
 
 
 @pytest.fixture(scope="module")

@@ -254,7 +254,7 @@ STIFF = textwrap.dedent("""\
     [[events]]
     kind = "hemorrhage"
     start = "10 min"
-    duration = "30 min"
+    duration = "40 min"
     rate = "60 mL/min"
 
     [[arms]]
@@ -285,5 +285,6 @@ def test_a_stiff_twin_runs_its_arms_through_one_vmapped_implicit_solve(tmp_path)
     # members start at their own rest: flat until the bleed
     assert np.max(np.abs(np.diff(pressure[:, :, :10], axis=2))) < 1e-3
     trough = {row["arm"]: row["median"] for row in result.outcomes}
-    # the rule holds MAP near its threshold; without it, 1.8 L lost lowers MAP further
+    # the rule holds MAP near its threshold; without it, 2.4 L lost (44 %) is more than the
+    # reflex and its chemoreceptors can compensate
     assert trough["fluids while MAP < 70"] > 68.0 > trough["no fluids"]

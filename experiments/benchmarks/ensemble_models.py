@@ -18,17 +18,17 @@ changes (``uva_schedule``: 45 of the 1440 ticks for the three-meal day). ``solve
 with ``every_minute=True`` restarts at every tick, as simglucose does.
 
 Model B: the beat-averaged circulation (``MeanFlowCirculation``, six volumes) with the Ursino
-baroreflex (``Baroreflex``, 18 states), organ time in seconds, integrated in minutes (rates x 60)
-as the twin does, and the whole-body PBPK of lidocaine (``pharmacology.lidocaine_pbpk()``, 11
-amounts in mg, organ time in minutes) whose blood flows follow the circulation's cardiac
-output: the twin ::
+baroreflex with its chemoreceptors (``Baroreflex``, 22 states), organ time in seconds,
+integrated in minutes (rates x 60) as the twin does, and the whole-body PBPK of lidocaine
+(``pharmacology.lidocaine_pbpk()``, 11 amounts in mg, organ time in minutes) whose blood flows
+follow the circulation's cardiac output: the twin ::
 
     vht.Twin({"circulation": MeanFlowCirculation(), "reflex": Baroreflex(),
               "drug": lidocaine_pbpk()},
              reflex_connections() + [("circulation.cardiac_output", "drug.cardiac_output")])
 
-with 35 states (``MODEL_B_STATES``; ``model_b_rhs``, ``solve_model_b``, ``model_b_antimony``,
-checked by ``check_model_b``). Its first 24 states alone are ``twins.mean_flow_circulation()``
+with 39 states (``MODEL_B_STATES``; ``model_b_rhs``, ``solve_model_b``, ``model_b_antimony``,
+checked by ``check_model_b``). Its first 28 states alone are ``twins.mean_flow_circulation()``
 (``circulation_rhs``): the drug does not act back on the circulation. The rest of the
 whole-body twin (interstitium, kidney, Bergman) was not re-expressed: writing those organs
 again for scipy and Antimony did not fit this benchmark's time budget.
@@ -241,19 +241,24 @@ def uva_antimony(p: dict, cho, insulin) -> str:
 
 CIRCULATION_STATES = ("left_ventricle", "systemic_arteries", "systemic_veins", "right_ventricle",
                       "pulmonary_arteries", "pulmonary_veins")
-CHAINS = ("short", "long", "vagal")
+CHAINS = ("cardiac", "arteriolar", "venous", "vagal")
 EFFECTORS = ("lv_elastance", "rv_elastance", "splanchnic_resistance",
              "extrasplanchnic_resistance", "splanchnic_venous_volume",
              "extrasplanchnic_venous_volume", "sympathetic_period", "vagal_period")
-EFFECTOR_SOURCE = ("short", "short", "short", "short", "long", "long", "short", "vagal")
-REFLEX_STATES = ("afferent",) + tuple(f"{c}_delay_{k}" for c in CHAINS for k in (1, 2, 3)) + \
-    EFFECTORS
+EFFECTOR_SOURCE = ("cardiac", "cardiac", "arteriolar", "arteriolar", "venous", "venous",
+                   "cardiac", "vagal")
+CHAIN_DELAY = {"cardiac": "short", "arteriolar": "short", "venous": "long", "vagal": "vagal"}
+REFLEX_STATES = (("afferent", "chemoreceptor")
+                 + tuple(f"{c}_delay_{k}" for c in CHAINS for k in (1, 2, 3)) + EFFECTORS)
 B_STATES = tuple(f"circulation.{s}" for s in CIRCULATION_STATES) + \
     tuple(f"reflex.{s}" for s in REFLEX_STATES)
 B_OUTPUTS = ("circulation.mean_arterial_pressure", "circulation.cardiac_output",
              "circulation.heart_rate")
 PUMP_SMOOTHING = 0.5
 SYMPATHETIC_SHARPNESS = 10.0
+CEILING_WIDTH = 1.0  # spikes/s
+CHEMO_WIDTH = 1.0  # mmHg
+N_CIRCULATION = len(B_STATES)  # circulation and reflex states: the first of model B's
 SECONDS_PER_MINUTE = 60.0
 
 
@@ -261,15 +266,30 @@ def _softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-def _firing(r, pressure):
+def chemoreceptor_target(r, pressure):
+    def ramp(x):
+        return CHEMO_WIDTH * _softplus(x / CHEMO_WIDTH)
+    onset, saturation = r["chemoreceptor_onset"], r["chemoreceptor_saturation"]
+    fraction = (ramp(onset - pressure) - ramp(saturation - pressure)) / (onset - saturation)
+    return r["f_ac_n"] + (r["f_ac_max"] - r["f_ac_n"]) * fraction
+
+
+def _firing(r, pressure, f_ac):
     x = math.exp((pressure - r["set_point"]) / r["slope"])
     f_cs = (r["f_min"] + r["f_max"] * x) / (1.0 + x)
-    f_es = r["f_es_inf"] + (r["f_es_0"] - r["f_es_inf"]) * math.exp(-r["k_es"] * f_cs)
+
+    def drive(weight):
+        exponent = -r["k_es"] * (f_cs - weight * (f_ac - r["f_ac_n"]))
+        raw = r["f_es_inf"] + (r["f_es_0"] - r["f_es_inf"]) * math.exp(exponent)
+        f_es = r["f_es_max"] - CEILING_WIDTH * _softplus((r["f_es_max"] - raw) / CEILING_WIDTH)
+        return math.log(_softplus(SYMPATHETIC_SHARPNESS * (f_es - r["f_es_min"]))
+                        / SYMPATHETIC_SHARPNESS + 1.0)
+
     y = math.exp((f_cs - r["f_cs_0"]) / r["k_ev"])
     f_ev = (r["f_ev_0"] + r["f_ev_inf"] * y) / (1.0 + y)
-    drive = math.log(_softplus(SYMPATHETIC_SHARPNESS * (f_es - r["f_es_min"]))
-                     / SYMPATHETIC_SHARPNESS + 1.0)
-    return {"short": drive, "long": drive, "vagal": f_ev}
+    peripheral = drive(r["chemoreceptor_weight_peripheral"])
+    return {"cardiac": drive(r["chemoreceptor_weight_cardiac"]), "arteriolar": peripheral,
+            "venous": peripheral, "vagal": f_ev}
 
 
 def _gains(r):
@@ -277,8 +297,9 @@ def _gains(r):
 
 
 def reflex_equilibrium(r: dict, pressure: float) -> dict[str, float]:
-    signal = _firing(r, pressure)
-    state = {"afferent": (r["tau_p"] - r["tau_z"]) * pressure}
+    f_ac = chemoreceptor_target(r, pressure)
+    signal = _firing(r, pressure, f_ac)
+    state = {"afferent": (r["tau_p"] - r["tau_z"]) * pressure, "chemoreceptor": f_ac}
     for chain in CHAINS:
         for k in (1, 2, 3):
             state[f"{chain}_delay_{k}"] = signal[chain]
@@ -354,19 +375,23 @@ def _circulation(y, c, r, ref, hemorrhage, systemic_resistance):
 
 
 def circulation_rhs(t, y, c, r, ref, hemorrhage, systemic_resistance):
-    """dy/dt per minute of the 24 states (``B_STATES`` order), as ``twin.rates``."""
+    """dy/dt per minute of the circulation and reflex states (``B_STATES`` order), as
+    ``twin.rates``."""
     return _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance)[0]
 
 
 def _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance):
-    """dy/dt per minute of the 24 circulation and reflex states (the first 24 of y), and the
+    """dy/dt per minute of the circulation and reflex states (the first N_CIRCULATION of y),
+    and the
     left ventricle's ejection (mL/s): the cardiac output that the PBPK organ reads."""
-    pressure, rates, lv_eject, _, s = _circulation(y[:24], c, r, ref, hemorrhage,
+    pressure, rates, lv_eject, _, s = _circulation(y[:N_CIRCULATION], c, r, ref, hemorrhage,
                                                    systemic_resistance)
     filtered = (s["afferent"] + r["tau_z"] * pressure) / r["tau_p"]
-    signal = _firing(r, filtered)
-    out = rates + [pressure - filtered]
-    delays = {"short": r["delay_short"], "long": r["delay_long"], "vagal": r["delay_vagal"]}
+    signal = _firing(r, filtered, s["chemoreceptor"])
+    out = rates + [pressure - filtered, (chemoreceptor_target(r, pressure) - s["chemoreceptor"])
+                   / r["tau_chemoreceptor"]]
+    delays = {"cardiac": r["delay_short"], "arteriolar": r["delay_short"],
+              "venous": r["delay_long"], "vagal": r["delay_vagal"]}
     for chain in CHAINS:
         rate, upstream = 3.0 / delays[chain], signal[chain]
         for k in (1, 2, 3):
@@ -383,7 +408,7 @@ def _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance):
 
 def circulation_outputs(ys: np.ndarray, c, r, ref, hemorrhage, systemic_resistance
                         ) -> dict[str, np.ndarray]:
-    """``B_OUTPUTS`` at every row of ys (time, 24); hemorrhage and resistance per row."""
+    """``B_OUTPUTS`` at every row of ys (time, N_CIRCULATION); hemorrhage and resistance per row."""
     rows = [_circulation(y, c, r, ref, h, sr) for y, h, sr in
             zip(ys, hemorrhage, systemic_resistance)]
     return {"circulation.mean_arterial_pressure": np.array([x[0] for x in rows]),
@@ -401,7 +426,7 @@ def piecewise_parameter(steps, base: float, t: np.ndarray) -> np.ndarray:
 
 
 def _circulation_antimony_lines(c: dict, r: dict) -> list[str]:
-    """The 24 rate rules of ``circulation_antimony`` and their parameters, without the
+    """The rate rules of ``circulation_antimony`` and their parameters, without the
     scenario."""
     lines = []
     for name, value in c.items():
@@ -458,18 +483,38 @@ def _circulation_antimony_lines(c: dict, r: dict) -> list[str]:
         "  filtered := (afferent + r_tau_z * p_sa) / r_tau_p;",
         "  fx := exp((filtered - r_set_point) / r_slope);",
         "  f_cs := (r_f_min + r_f_max * fx) / (1 + fx);",
-        "  f_es := r_f_es_inf + (r_f_es_0 - r_f_es_inf) * exp(-r_k_es * f_cs);",
         "  fy := exp((f_cs - r_f_cs_0) / r_k_ev);",
         "  f_ev := (r_f_ev_0 + r_f_ev_inf * fy) / (1 + fy);",
-        f"  fs := {k!r} * (f_es - r_f_es_min);",
-        f"  drive := ln((max(fs, 0) + ln(1 + exp(-abs(fs)))) / {k!r} + 1);",
         "  afferent' = 60 * (p_sa - filtered);",
     ]
-    signals = {"short": "drive", "long": "drive", "vagal": "f_ev"}
+    w, cw = CHEMO_WIDTH, CEILING_WIDTH
+    lines += [
+        f"  up_on := (r_chemoreceptor_onset - p_sa) / {w!r};",
+        f"  up_sat := (r_chemoreceptor_saturation - p_sa) / {w!r};",
+        f"  chemo_fraction := {w!r} * (max(up_on, 0) + ln(1 + exp(-abs(up_on)))"
+        f" - max(up_sat, 0) - ln(1 + exp(-abs(up_sat))))"
+        " / (r_chemoreceptor_onset - r_chemoreceptor_saturation);",
+        "  chemoreceptor' = 60 * (r_f_ac_n + (r_f_ac_max - r_f_ac_n) * chemo_fraction"
+        " - chemoreceptor) / r_tau_chemoreceptor;",
+    ]
+    for side in ("cardiac", "peripheral"):
+        lines += [
+            f"  {side}_raw := r_f_es_inf + (r_f_es_0 - r_f_es_inf) * exp(-r_k_es * (f_cs"
+            f" - r_chemoreceptor_weight_{side} * (chemoreceptor - r_f_ac_n)));",
+            f"  {side}_gap := (r_f_es_max - {side}_raw) / {cw!r};",
+            f"  {side}_f_es := r_f_es_max - {cw!r} * (max({side}_gap, 0)"
+            f" + ln(1 + exp(-abs({side}_gap))));",
+            f"  {side}_fs := {k!r} * ({side}_f_es - r_f_es_min);",
+            f"  {side}_drive := ln((max({side}_fs, 0) + ln(1 + exp(-abs({side}_fs)))) / {k!r}"
+            " + 1);",
+        ]
+    signals = {"cardiac": "cardiac_drive", "arteriolar": "peripheral_drive",
+               "venous": "peripheral_drive", "vagal": "f_ev"}
     for chain in CHAINS:
         upstream = signals[chain]
         for j in (1, 2, 3):
-            lines.append(f"  {chain}_delay_{j}' = 60 * 3 / r_delay_{chain} * ({upstream}"
+            lines.append(f"  {chain}_delay_{j}' = 60 * 3 / r_delay_{CHAIN_DELAY[chain]}"
+                         f" * ({upstream}"
                          f" - {chain}_delay_{j});")
             upstream = f"{chain}_delay_{j}"
     taus = ("elastance", "elastance", "resistance", "resistance", "venous_volume",
@@ -579,7 +624,7 @@ def model_b_rhs(t, y, c, r, d, ref, hemorrhage, systemic_resistance, infusion):
     rates, lv_eject = _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance)
     cardiac_output = lv_eject * 0.06 * CARDIAC_OUTPUT_FACTOR  # mL/s -> L/min
     # the PBPK organ works in minutes, the twin's unit: its rates are not rescaled
-    return np.concatenate([rates, pbpk_rhs(y[24:], d, cardiac_output, infusion)])
+    return np.concatenate([rates, pbpk_rhs(y[N_CIRCULATION:], d, cardiac_output, infusion)])
 
 
 def infusion_rate(infusions, t: np.ndarray) -> np.ndarray:
@@ -628,13 +673,13 @@ def solve_model_b(c: dict, r: dict, d: dict, steps: dict, infusions, ts, *, rtol
         nfev += sol.nfev
     hem = piecewise_parameter(steps.get("hemorrhage_rate", []), c["hemorrhage_rate"], ts)
     res = piecewise_parameter(steps.get("systemic_resistance", []), c["systemic_resistance"], ts)
-    outputs = circulation_outputs(out[:, :24], c, r, ref, hem, res)
-    outputs["drug.concentration"] = pbpk_concentration(out[:, 24:], d)
+    outputs = circulation_outputs(out[:, :N_CIRCULATION], c, r, ref, hem, res)
+    outputs["drug.concentration"] = pbpk_concentration(out[:, N_CIRCULATION:], d)
     return outputs, out, nfev
 
 
 def model_b_antimony(c: dict, r: dict, d: dict, steps: dict, infusions) -> str:
-    """Model B as Antimony: the 24 rate rules of ``circulation_antimony`` and 11 of the PBPK
+    """Model B as Antimony: the 28 rate rules of ``circulation_antimony`` and 11 of the PBPK
     organ (amounts ``drug_<state>``, parameters ``d_<name>``, per minute); the parameter steps
     and the infusions (start, end, rate mg/min, into ``drug_venous_blood``) as time events.
     Selections ``mean_arterial_pressure``, ``cardiac_output``, ``heart_rate`` and
@@ -719,9 +764,15 @@ def check_model_b(twin, infusion: float = 2.0, samples: int = 20, seed: int = 0)
     vht_y0 = np.asarray(twin.initial_state())
     worst = float(np.max(np.abs(y0 - vht_y0) / (np.abs(vht_y0) + 1e-9)))
     rng = np.random.default_rng(seed)
-    for _ in range(samples):
+    arteries = MODEL_B_STATES.index("circulation.systemic_arteries")
+    chemoreceptor = MODEL_B_STATES.index("reflex.chemoreceptor")
+    for k in range(samples):
         y = y0 * (1.0 + 0.05 * rng.standard_normal(y0.size))
-        y[24:] = rng.uniform(0.0, 50.0, len(PBPK_STATES))
+        y[N_CIRCULATION:] = rng.uniform(0.0, 50.0, len(PBPK_STATES))
+        if k % 2:  # hypotension: the chemoreceptors' onset, ramp and saturation
+            y[arteries] = (c["systemic_arterial_unstressed_volume"]
+                           + c["systemic_arterial_compliance"] * rng.uniform(20.0, 90.0))
+            y[chemoreceptor] = rng.uniform(r["f_ac_n"], r["f_ac_max"])
         a = np.array(twin.rates(0.0, jnp.asarray(y)))
         a[venous] += infusion
         b = model_b_rhs(0.0, y, c, r, d, ref, c["hemorrhage_rate"], c["systemic_resistance"],

@@ -10,7 +10,7 @@ implementation at rtol = atol = 1e-8:
   CR; the day of tests/test_uva_padova.py and experiments/glucose/), population log-normal
   (CV 10 %) on kabs, kmax and Vmx;
 - B: the beat-averaged circulation with baroreflex and the whole-body PBPK of lidocaine fed by
-  its cardiac output (35 states, stiff; the circulation and PBPK part of the reference
+  its cardiac output (39 states, stiff; the circulation and PBPK part of the reference
   whole-body twin), a bleed of 0.5 mL/s for 20 min at 06:00, systemic resistance x 1.3 from
   12:00 to 18:00 (a vasoconstrictor, as its effect) and lidocaine 2 mg/min all day;
   population on lv_elastance_max, systemic_venous_compliance and blood_volume.
@@ -92,7 +92,7 @@ POPULATIONS = {
 OUTPUTS = {"A": ("patient.glucose", "patient.subcutaneous_glucose", "patient.plasma_insulin"),
            "B": em.MODEL_B_OUTPUTS}
 TITLES = {"A": "UVA/Padova T1D (18 states, 1440 clock ticks), three-meal day",
-          "B": "beat-averaged circulation + baroreflex + lidocaine PBPK (35 states, stiff), "
+          "B": "beat-averaged circulation + baroreflex + lidocaine PBPK (39 states, stiff), "
                "bleed + pressor + infusion"}
 EVALS_PER_STEP = {"ensemble": 6, "diffrax A": 6, "diffrax B": 3}
 # The comparison rows: the integrator run_sweep does not choose for the model
@@ -516,7 +516,7 @@ def run_simglucose(vht_members: dict, sample: int) -> dict:
 
 def check_peers_against_vht() -> dict:
     """Largest relative difference of the peers' right-hand sides from twin.rates at random
-    states (model A: the 13 continuous states; model B: all 24)."""
+    states (model A: the 13 continuous states; model B: all 39)."""
     jax = _jax()
     import jax.numpy as jnp
 
