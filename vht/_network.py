@@ -21,9 +21,21 @@ import abc
 from collections.abc import Mapping
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
+
+
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))``, written as ``max(x, 0) + log1p(exp(-|x|))``: the same values as
+    ``jax.nn.softplus`` (which computes exactly this), without its guard for NaN inputs.
+
+    Why organs use it: ``vht.export_sbml`` writes jax's guard as a ``piecewise`` on
+    ``x != x``, and where one softplus feeds another (the baroreflex's ceiling inside its
+    sympathetic drive) the nested ``piecewise`` made libroadrunner's compilation of the
+    exported circulation take more than 25 minutes (about 10 s without them). The derivative
+    is the logistic function, through ``max`` and ``abs`` (both give the midpoint at 0).
+    """
+    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
 class AbstractCompartment(eqx.Module):
@@ -103,7 +115,7 @@ class SmoothValve(AbstractConductance):
 
     def flow(self, t, upstream, downstream):
         k = self.sharpness
-        return jax.nn.softplus(k * (upstream - downstream)) / (k * self.resistance)
+        return softplus(k * (upstream - downstream)) / (k * self.resistance)
 
 
 class Clearance(AbstractConductance):

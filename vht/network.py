@@ -4,7 +4,8 @@ See ``vht._network`` for the conservation argument; organ models import from her
 ``from vht.network import Compliance, Resistance, SmoothValve, Network``. Linear organs write
 their closed-form responses (``AbstractOrgan.impulse_response``) with ``decay_integral`` and
 ``decay_convolution``, or from their rate matrix's exponential with
-``linear_impulse_response`` and ``linear_step_response``.
+``linear_impulse_response`` and ``linear_step_response``. Smooth thresholds use ``softplus``
+(exportable to SBML without NaN guards).
 """
 
 from ._closed_form import decay_convolution as decay_convolution
@@ -23,3 +24,4 @@ from ._network import Network as Network
 from ._network import Resistance as Resistance
 from ._network import SmoothValve as SmoothValve
 from ._network import VolumeOfDistribution as VolumeOfDistribution
+from ._network import softplus as softplus

@@ -121,12 +121,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 import vht
 from vht import Input, Output, State, parameter
+from vht.network import softplus
 
 CHAIN_STAGES = 3
 _SYMPATHETIC_SHARPNESS = 10.0  # 1/(spikes/s): softplus in place of Ursino's threshold kink
@@ -266,7 +266,7 @@ class Baroreflex(vht.AbstractOrgan):
         """Static chemoreceptor firing phi_ac at a perfusion pressure: f_ac_n above the onset,
         rising linearly to f_ac_max at the saturation pressure (smoothed over ~1 mmHg)."""
         def ramp(x):
-            return _CHEMO_WIDTH * jax.nn.softplus(x / _CHEMO_WIDTH)
+            return _CHEMO_WIDTH * softplus(x / _CHEMO_WIDTH)
 
         span = self.chemoreceptor_onset - self.chemoreceptor_saturation
         fraction = (ramp(self.chemoreceptor_onset - pressure)
@@ -278,7 +278,7 @@ class Baroreflex(vht.AbstractOrgan):
         ceiling f_es_max (smoothed)."""
         exponent = -self.k_es * (f_cs - weight * (f_ac - self.f_ac_n))
         raw = self.f_es_inf + (self.f_es_0 - self.f_es_inf) * jnp.exp(exponent)
-        return self.f_es_max - _CEILING_WIDTH * jax.nn.softplus(
+        return self.f_es_max - _CEILING_WIDTH * softplus(
             (self.f_es_max - raw) / _CEILING_WIDTH)
 
     def vagal_firing(self, f_cs: Array) -> Array:
@@ -287,7 +287,7 @@ class Baroreflex(vht.AbstractOrgan):
 
     def drive(self, f_es: Array) -> Array:
         """Sympathetic drive ln(f_es - f_es_min + 1), zero below threshold (smoothed)."""
-        excess = jax.nn.softplus(_SYMPATHETIC_SHARPNESS * (f_es - self.f_es_min))
+        excess = softplus(_SYMPATHETIC_SHARPNESS * (f_es - self.f_es_min))
         return jnp.log(excess / _SYMPATHETIC_SHARPNESS + 1.0)
 
     def chain_signals(self, f_cs: Array, f_ac: Array) -> dict[str, Array]:

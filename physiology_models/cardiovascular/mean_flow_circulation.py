@@ -54,13 +54,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 import vht
 from vht import Input, Output, State, parameter
-from vht.network import AbstractConductance, Compliance, Network, Resistance
+from vht.network import AbstractConductance, Compliance, Network, Resistance, softplus
 
 from .closed_loop_circulation import _POSITIVE, _VOLUME_ADVICE, FLUID_INPUTS, REFLEX_INPUTS
 
@@ -81,7 +80,7 @@ class _Pump(AbstractConductance):
     def stroke_volume(self, filling_pressure, ejection_pressure):
         raw = (self.filling_efficiency * filling_pressure / self.elastance_min
                - self.ejection_ratio * ejection_pressure / self.elastance_max)
-        return _PUMP_SMOOTHING * jax.nn.softplus(raw / _PUMP_SMOOTHING)
+        return _PUMP_SMOOTHING * softplus(raw / _PUMP_SMOOTHING)
 
     def flow(self, t, upstream, downstream):
         return self.beats_per_second * self.stroke_volume(upstream, downstream)

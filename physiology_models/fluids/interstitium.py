@@ -51,12 +51,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 import vht
 from vht import Input, Output, State, parameter
+from vht.network import softplus
 
 _POSITIVE = (1e-9, float("inf"))
 
@@ -131,8 +131,8 @@ class Interstitium(vht.AbstractOrgan):
         capillary = self._capillary_pressure(inputs["arterial_pressure"], inputs["venous_pressure"])
         filtration = self._filtration(capillary, interstitial, oncotic)
         drive = 1.0 + self.lymph_sensitivity * (interstitial - self.interstitial_pressure_rest)
-        lymph = self._resting_filtration() * jax.nn.softplus(4.0 * drive) / 4.0 / (
-            jax.nn.softplus(4.0) / 4.0)
+        lymph = self._resting_filtration() * softplus(4.0 * drive) / 4.0 / (
+            softplus(4.0) / 4.0)
         return filtration, lymph, plasma, oncotic, interstitial
 
     def rates(self, t, state, inputs):

@@ -37,6 +37,7 @@ from jaxtyping import Array
 
 import vht
 from vht import Input, Output, State, parameter
+from vht.network import softplus
 
 _POSITIVE = (1e-9, float("inf"))
 
@@ -71,7 +72,7 @@ class Kidney(vht.AbstractOrgan):
     def urine_flow(self, pressure: Array) -> Array:
         def g(p):
             w = self.diuresis_width
-            return w * jax.nn.softplus((p - self.diuresis_threshold) / w)
+            return w * softplus((p - self.diuresis_threshold) / w)
         return self.urine_flow_rest * (g(pressure) / g(self.reference_pressure)) ** (
             self.diuresis_exponent)
 
