@@ -619,7 +619,7 @@ def model_b_initial_state(c: dict, r: dict, d: dict) -> np.ndarray:
 
 
 def model_b_rhs(t, y, c, r, d, ref, hemorrhage, systemic_resistance, infusion):
-    """dy/dt per minute of the 35 states (``MODEL_B_STATES`` order), as ``twin.rates`` plus
+    """dy/dt per minute of the 39 states (``MODEL_B_STATES`` order), as ``twin.rates`` plus
     an infusion of ``infusion`` mg/min into the venous blood (as ``vht.Infusion`` adds it)."""
     rates, lv_eject = _circulation_rates(y, c, r, ref, hemorrhage, systemic_resistance)
     cardiac_output = lv_eject * 0.06 * CARDIAC_OUTPUT_FACTOR  # mL/s -> L/min
