@@ -7,7 +7,7 @@ import pytest
 from common_twins import circulation_steady_state
 
 import vht
-from vht.network import Clearance, Compliance, Network, Resistance, SmoothValve
+from vht.network import Clearance, Compliance, Network, Resistance, SmoothValve, softplus
 
 
 def test_closed_circulation_conserves_blood_volume_to_round_off(record_property):
@@ -103,3 +103,17 @@ def test_clearance_to_the_outside_world_removes_mass():
     assert not network.closed
     rates = network.rates(0.0, {"blood": jnp.asarray(50.0)})
     np.testing.assert_allclose(rates["blood"], -2.0 * 5.0)
+
+
+def test_softplus_equals_jax_softplus_and_its_derivative_is_the_logistic():
+    """vht.network.softplus drops jax's NaN guard (which SBML export would write as a
+    piecewise) and must change nothing else: the same float64 values, bit for bit, and the
+    logistic function as its derivative."""
+    x = jnp.concatenate([jnp.linspace(-50.0, 50.0, 2001), jnp.array([-1e3, -1e-300, 0.0, 1e3])])
+    np.testing.assert_array_equal(softplus(x), jax.nn.softplus(x))
+    slope = jax.vmap(jax.grad(softplus))(x)
+    np.testing.assert_allclose(slope, jax.nn.sigmoid(x), rtol=1e-14, atol=1e-300)
+    # second derivatives too (forward over forward, as FOCE and Newton fits take them)
+    curvature = jax.vmap(jax.jacfwd(jax.jacfwd(softplus)))(x)
+    expected = jax.nn.sigmoid(x) * (1.0 - jax.nn.sigmoid(x))
+    np.testing.assert_allclose(curvature, expected, rtol=1e-12, atol=1e-300)
