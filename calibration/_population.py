@@ -55,6 +55,9 @@ from ._records import SubjectData, read_subjects, subject_ids
 
 _FORWARD = diffrax.ForwardMode()
 _LOG_2PI = float(np.log(2.0 * np.pi))
+# a Newton step below this (in units of eta) ends the mode search: the step is taken
+# unverified, leaving an error of its square's order
+_ENDGAME = 1e-6
 
 
 class PopulationProblem(eqx.Module):
@@ -146,12 +149,15 @@ class PopulationProblem(eqx.Module):
 
     # -- FOCE ------------------------------------------------------------------------------------
 
-    def _conditional(self, eta: Array, outer: Array, subject: SubjectData):
+    def _conditional(self, eta: Array, outer: Array, subject: SubjectData, prediction=None):
         """(conditional objective c = -log p(y | eta) + eta' Omega^-1 eta / 2, (f, w)) with the
-        predictions f on the linearised scale and w the masked inverse residual variances."""
+        predictions f on the linearised scale and w the masked inverse residual variances.
+        ``prediction``: a function (eta, outer) -> the model's predictions, in place of the
+        model (``_prediction_model``)."""
         problem = self.problem
         z = self.individual(outer, eta)
-        predicted = problem.predict(z, subject, _FORWARD)
+        predicted = (problem.predict(z, subject, _FORWARD) if prediction is None
+                     else prediction(eta, outer))
         _, chol, _ = self.unpack(outer)
         u = jax.scipy.linalg.solve_triangular(chol, eta, lower=True)
         _, f, variance = problem.linearised(predicted, z, subject)
@@ -206,24 +212,28 @@ class PopulationProblem(eqx.Module):
     def _search_mode(self, outer: Array, subject: SubjectData, max_iterations: int,
                      tolerance: float, start: Array | None = None):
         """Levenberg-damped Newton with the exact Hessian (made positive definite where it is
-        not) from eta = 0, or from ``start`` where c is lower there (the mode at an
-        optimiser's previous, nearby point: then two or three iterations suffice). It stops
-        once the remaining Newton step is below ``1e-3 * tolerance`` (the implicit derivative
-        of the mode is only as accurate as the mode), after ``max_iterations``, or when no
-        damped step lowers c any more (round-off at the mode): (eta_hat, converged),
-        converged when the remaining step is below ``tolerance`` (in units of eta, a test
-        that a gradient test is not when Omega is nearly singular). Newton converges
-        quadratically where Gauss-Newton, with large residuals, only linearly: in a vmapped
-        batch every subject waits for the slowest, and on 1,000 synthetic subjects the
-        slowest needed 16 Gauss-Newton iterations to 1e-5 against 3 Newton ones to 1e-11."""
-        def remaining(gradient, hessian):
-            return jnp.max(jnp.abs(jnp.linalg.solve(hessian, gradient)))
+        not) from eta = 0, or from the best of the guesses ``start`` (one guess, shape (q,),
+        or several, (k, q)) where c is lower there: the mode at an optimiser's previous,
+        nearby point, extrapolated along its implicit derivative, is within a step or two.
+        The loop stops once the remaining Newton step is below ``_ENDGAME`` (1e-6), after
+        ``max_iterations``, or when no damped step lowers c any more (round-off at the mode);
+        a last undamped Newton step is then taken without evaluating the model again:
+        Newton's error after a step of size s is of order s^2, about 1e-12 here, and
+        verifying it would cost a whole second-order pass for every subject of the batch.
+        (eta_hat, converged), converged when that last step was below ``_ENDGAME`` or
+        ``tolerance`` (in units of eta, a test that a gradient test is not when Omega is
+        nearly singular). Newton converges quadratically where Gauss-Newton, with large
+        residuals, only linearly: in a vmapped batch every subject waits for the slowest,
+        and on 1,000 synthetic subjects the slowest needed 16 Gauss-Newton iterations to
+        1e-5 against 3 Newton ones to 1e-11."""
+        def newton_step(gradient, hessian):
+            return jnp.linalg.solve(hessian, gradient)
 
         def keep_going(carry):
             _, _, gradient, hessian, mu, i, refused = carry
-            left = remaining(gradient, hessian)
+            left = jnp.max(jnp.abs(newton_step(gradient, hessian)))
             # a refused step within the tolerance is round-off at the mode: stop there
-            return ((i < max_iterations) & (mu < 1e8) & ~(left < 1e-3 * tolerance)
+            return ((i < max_iterations) & (mu < 1e8) & ~(left < _ENDGAME)
                     & ~(refused & (left < tolerance)))
 
         def body(carry):
@@ -235,7 +245,7 @@ class PopulationProblem(eqx.Module):
             parts = self._newton_parts(candidate, outer, subject)
             # steps this small are Newton's quadratic endgame, where c changes by round-off
             # only and cannot tell a better point from a worse one: take them
-            endgame = jnp.max(jnp.abs(eta - candidate)) < 1e-6
+            endgame = jnp.max(jnp.abs(eta - candidate)) < _ENDGAME
             better = jnp.isfinite(parts[0]) & ((parts[0] <= value) | endgame)
             eta, value, gradient, hessian = jax.tree.map(
                 lambda new, old: jnp.where(better, new, old), (candidate, *parts),
@@ -245,14 +255,20 @@ class PopulationProblem(eqx.Module):
 
         eta0 = jnp.zeros(self.q, dtype=outer.dtype)
         if start is not None:
-            # which start is better needs c only; the derivatives only at the chosen one
-            start = jnp.where(jnp.all(jnp.isfinite(start)), start, eta0)
-            at_zero, at_start = (self._conditional(e, outer, subject)[0] for e in (eta0, start))
-            eta0 = jnp.where(jnp.isfinite(at_start) & (at_start <= at_zero), start, eta0)
+            # which start is best needs c only; the derivatives only at the chosen one
+            guesses = jnp.reshape(start, (-1, self.q))
+            guesses = jnp.where(jnp.all(jnp.isfinite(guesses), axis=1, keepdims=True),
+                                guesses, eta0)
+            candidates = jnp.concatenate([guesses, eta0[None]])  # ties go to a guess
+            values = jax.vmap(lambda e: self._conditional(e, outer, subject)[0])(candidates)
+            eta0 = candidates[jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))]
         parts = self._newton_parts(eta0, outer, subject)
         carry = (eta0, *parts, jnp.asarray(1e-3, outer.dtype), 0, jnp.asarray(False))
         eta, _, gradient, hessian, _, _, _ = jax.lax.while_loop(keep_going, body, carry)
-        return eta, remaining(gradient, hessian) < tolerance
+        step = newton_step(gradient, hessian)
+        left = jnp.max(jnp.abs(step))
+        close = left < _ENDGAME
+        return jnp.where(close, eta - step, eta), close | (left < tolerance)
 
     def conditional_mode(self, outer: Array, subject: SubjectData, max_iterations: int = 100,
                          tolerance: float = 1e-8, start: Array | None = None):
@@ -291,22 +307,25 @@ class PopulationProblem(eqx.Module):
 
     def subject_value_and_gradient(self, outer: Array, subject: SubjectData,
                                    start: Array | None = None):
-        """(-2 log L_i, its gradient in ``outer``, eta_hat, converged) for one subject, the
-        gradient from one forward-over-forward pass at the mode. With x = (eta, outer) that
+        """(-2 log L_i, its gradient in ``outer``, eta_hat, converged, d eta_hat / d outer)
+        for one subject, the gradient from one forward-over-forward pass at the mode;
+        ``start``: guesses of the mode (``_search_mode``). With x = (eta, outer) that
         pass gives the derivatives in x of c, of its gradient in eta (the exact Hessian H and
         the mixed block M) and of J and the weights; the mode moves with outer as
         d eta_hat = -H^-1 M (implicit function theorem), so the total derivatives along outer
         are those in x times [-H^-1 M; I], pushed through the log-determinant by ``jvp``. The
         same numbers as differentiating ``subject_minus_2_log_likelihood`` (a test compares
-        them), for one solve with (q + p)(q + 1) tangents instead of two passes."""
+        them), for one model pass with (q + 1)(n_fixed + 1) tangents (``_prediction_model``)
+        instead of two passes."""
         subject = jax.tree.map(jnp.asarray, subject)
         eta, converged = self._search_mode(outer, subject, 100, 1e-8, start)
         q, p = self.q, outer.size
+        prediction = self._prediction_model(eta, outer, subject)
 
         def in_eta(x):
             (c, _, weights), (gradient, jac, weights_jac) = value_and_jacobian(
-                lambda e: (lambda c, fw: (c, *fw))(*self._conditional(e, x[q:], subject)),
-                x[:q])
+                lambda e: (lambda c, fw: (c, *fw))(
+                    *self._conditional(e, x[q:], subject, prediction)), x[:q])
             return c, weights, gradient, jac
 
         (c, weights, _, jac), (dc, dweights, dgradient, djac) = value_and_jacobian(
@@ -324,7 +343,39 @@ class PopulationProblem(eqx.Module):
                             in_axes=(0, 2, 1, 0))(
             dc @ along_outer, djac @ along_outer, dweights @ along_outer,
             jnp.eye(p, dtype=outer.dtype))
-        return minus_2_log_likelihood(*primals), gradient, eta, converged
+        return minus_2_log_likelihood(*primals), gradient, eta, converged, d_eta
+
+    def _prediction_model(self, eta: Array, outer: Array, subject: SubjectData):
+        """The model's predictions near (eta, outer) as a function of them that has the same
+        value, first derivatives and mixed second derivatives d^2 f / d eta d(eta, theta)
+        there, from one model pass carrying q x n_fixed second-order tangents:
+
+            f(eta + e, theta + t) ~ f + F_eta e + F_theta t + e' G t + e' H e / 2
+
+        with G = d^2 f / d eta d theta and H = d^2 f / d eta^2 = G D (the unknowns move as
+        theta + D eta). Those are all the derivatives of f that the gradient of -2 log L_i
+        needs (it differentiates c, J = df/deta and the weights once more in (eta, outer),
+        never twice in theta), and f does not depend on Omega or the error parameters:
+        differentiating the model itself along all of (eta, outer) carries (q + 1)(q + p + 1)
+        tangents, along (eta, theta) (q + 1)(n_fixed + 1) (12 instead of 27 for fm3)."""
+        n_fixed = self.n_fixed
+        design = jnp.asarray(self.design, dtype=outer.dtype)
+        theta, _, error_z = self.unpack(outer)
+
+        def along_eta(theta_):
+            z = lambda e: jnp.concatenate([theta_ + design @ (eta + e), error_z])  # noqa: E731
+            return value_and_jacobian(
+                lambda e: self.problem.predict(z(e), subject, _FORWARD), jnp.zeros_like(eta))
+
+        (f, f_eta), (f_theta, g) = value_and_jacobian(along_eta, theta)
+        h = g @ design  # (observations, q, q)
+
+        def prediction(eta_, outer_):
+            e, t = eta_ - eta, outer_[:n_fixed] - theta
+            return (f + f_eta @ e + f_theta @ t + jnp.einsum("j,ijk,k->i", e, g, t)
+                    + 0.5 * jnp.einsum("j,ijk,k->i", e, h, e))
+
+        return prediction
 
     def minus_2_log_likelihood(self, outer: Array, subjects: SubjectData) -> Array:
         """-2 log L of all subjects (stacked ``SubjectData``), every constant included."""
@@ -531,7 +582,7 @@ def population_minus_2_log_likelihood(population: PopulationProblem, records: pd
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = _batch(population, records, subjects)
     rows = (0, len(subjects), len(subjects))
-    value, grad, _, _ = _evaluator(population, batch, rows, False)(
+    value, grad, _, _, _ = _evaluator(population, batch, rows, False)(
         jnp.asarray(outer, dtype=float), None)
     return (float(value), np.asarray(grad)) if gradient else float(value)
 
@@ -573,20 +624,33 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     batch = _batch(population, records, subjects[mine])
     rows = (mine.start, mine.stop, len(subjects))
 
-    # each evaluation's search for the conditional modes starts from the previous one's
-    # modes (an optimiser's steps are near each other): a few Gauss-Newton iterations per
-    # subject instead of tens from eta = 0
-    modes = {"start": jnp.zeros((mine.stop - mine.start, population.q))}
+    # each evaluation's search for the conditional modes starts from the last evaluation's
+    # modes moved to the new point along their implicit derivatives (an optimiser's steps are
+    # near each other, and that extrapolation errs by the square of the step: no Newton
+    # iteration or one, instead of three), or from those modes unmoved, whichever is better
     evaluate_one = _evaluator(population, batch, rows, distributed)
+    own = (mine.stop - mine.start, population.q, len(population.names))
+    last = {"outer": None, "eta": np.zeros(own[:2]), "slopes": np.zeros(own)}
+    evaluated: dict[bytes, tuple] = {}  # scipy's answer is a point it has evaluated
+
+    def starts(outer):
+        moved = last["eta"] if last["outer"] is None else (
+            last["eta"] + last["slopes"] @ (np.asarray(outer) - last["outer"]))
+        return jnp.asarray(np.stack([moved, last["eta"]], axis=1))
 
     def evaluate(outer):
-        result = evaluate_one(outer, modes["start"])
-        if np.isfinite(float(result[0])):
-            modes["start"] = result[2][mine]
+        outer = np.asarray(outer, dtype=float)
+        if outer.tobytes() not in evaluated:
+            *result, (eta, slopes) = evaluate_one(jnp.asarray(outer), starts(outer))
+            result = tuple(np.asarray(a) for a in result)
+            evaluated[outer.tobytes()] = (result, np.asarray(eta), np.asarray(slopes))
+        result, eta, slopes = evaluated[outer.tobytes()]
+        if np.isfinite(result[0]):
+            last.update(outer=outer, eta=eta, slopes=slopes)
         return result
 
     def value_and_gradient(x):
-        value, gradient, _, _ = evaluate(jnp.asarray(x))
+        value, gradient, _, _ = evaluate(x)
         value, gradient = float(value), np.asarray(gradient, dtype=float)
         if not np.isfinite(value):  # a failed solve: tell the line search to step back
             return np.inf, np.zeros_like(gradient)
@@ -612,17 +676,18 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
         options={"maxiter": steps, "gtol": tolerance, "ftol": 1e-14, "maxcor": 20})
     bar.close()
     outer = np.asarray(result.x)
-    value, gradient, eta, converged = (np.asarray(a) for a in evaluate(jnp.asarray(outer)))
-    # all 2 p points dispatched before any result is read (no wait between them)
+    value, gradient, eta, converged = evaluate(outer)
+    # all 2 p points dispatched before any result is read (no wait between them), each
+    # search from the modes at ``outer`` moved along their derivatives
     hessian = observed_information(
-        lambda xs: np.stack([evaluate_one(jnp.asarray(x), modes["start"])[1] for x in xs]),
+        lambda xs: np.stack([evaluate_one(jnp.asarray(x), starts(x))[1] for x in xs]),
         outer)
     covariance = np.linalg.pinv(0.5 * hessian, hermitian=True)  # of -log L
     # one Newton step with the observed information: L-BFGS-B stops once its line search
     # can no longer resolve progress; Newton takes the last 1e-5 of gradient away in one
     # step, so fits that differ only in rounding (one process or several ranks) agree
     step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-    polished = tuple(np.asarray(a) for a in evaluate(jnp.asarray(outer - step)))
+    polished = evaluate(outer - step)
     if np.isfinite(polished[0]) and polished[0] <= value + 1e-9 * abs(value):
         outer = outer - step
         value, gradient, eta, converged = polished
@@ -637,22 +702,24 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
 
 def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, outer: Array,
                         rows: tuple[int, int, int], start: Array | None):
-    """(-2 log L, its gradient, every subject's eta_hat, converged flags) of this process's
-    subjects ``rows[0]:rows[1]`` of ``rows[2]``, each subject's row filled by the process
-    that owns it (the others stay 0, for a sum over ranks); ``start``: guesses of this
-    process's subjects' modes (None: from eta = 0)."""
+    """(-2 log L, its gradient, every subject's eta_hat, converged flags, (eta_hat,
+    d eta_hat / d outer) of this process's subjects) of this process's subjects
+    ``rows[0]:rows[1]`` of ``rows[2]``, each subject's row of the third and fourth filled by
+    the process that owns it (the others stay 0, for a sum over ranks); ``start``: guesses of
+    this process's subjects' modes, shape (subjects, guesses, q) (None: from eta = 0)."""
     first, last, n_subjects = rows
-    values, gradients, eta, converged = jax.vmap(
+    values, gradients, eta, converged, slopes = jax.vmap(
         population.subject_value_and_gradient, in_axes=(None, 0, 0))(outer, batch, start)
-    eta = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
+    everyone = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
     converged = jnp.zeros(n_subjects, outer.dtype).at[first:last].set(converged)
-    return jnp.sum(values), jnp.sum(gradients, axis=0), eta, converged
+    return jnp.sum(values), jnp.sum(gradients, axis=0), everyone, converged, (eta, slopes)
 
 
 def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[int, int, int],
                distributed: bool):
-    """A function ``(outer, start) -> (-2 log L, gradient, eta_hat, converged)`` of one
-    compiled program, summed over MPI ranks when ``distributed``. The population and the
+    """A function ``(outer, start) -> (-2 log L, gradient, eta_hat, converged, (own eta_hat,
+    own d eta_hat / d outer))`` of one compiled program (``_evaluate_in_process``), the first
+    four summed over MPI ranks when ``distributed``. The population and the
     data are split into arrays, passed on each call, and the rest, which keys a module-level
     cache of compiled programs, so refits with new data of the same shapes reuse the
     program; equinox's ``filter_jit`` would split them again at every call, which on Theoph
@@ -670,8 +737,8 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
 
         def evaluate(leaves_, outer, start):
             population_, batch_ = eqx.combine(jax.tree.unflatten(arrays_def, leaves_), static)
-            return tuple(combine(x) for x in
-                         _evaluate_in_process(population_, batch_, outer, rows, start))
+            *summed, own = _evaluate_in_process(population_, batch_, outer, rows, start)
+            return (*(combine(x) for x in summed), own)
 
         program = jax.jit(evaluate)
         if key is not None:

@@ -9,6 +9,7 @@ volume (the design matrix says so).
 
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -67,6 +68,25 @@ def test_foce_gradient_matches_finite_differences(records, record_property):
     record_property("foce_gradient_vs_fd", error)
     assert np.isfinite(value)
     assert error < 1e-5
+
+
+def test_gradient_pass_matches_differentiating_the_objective(records, record_property):
+    """The fits' gradient (one pass at the modes, the model replaced by its second-order
+    Taylor model in (eta, theta)) against JAX differentiating -2 log L itself (reverse mode
+    through the modes' implicit derivative), for fm1's full covariance of three effects."""
+    population = cal.theoph_population(("lKe", "lKa", "lCl"), "full")
+    outer = population.initial() + 0.05
+    value, gradient = cal.population_minus_2_log_likelihood(population, records, outer,
+                                                            gradient=True)
+    batch = cal.read_subjects(records, cal.subject_ids(records), population.problem.observed,
+                              population.problem.dose_units,
+                              population.problem.minutes_per_time_unit)
+    expected_value, expected = jax.jit(jax.value_and_grad(
+        lambda o: population.minus_2_log_likelihood(o, batch)))(outer)
+    error = float(np.max(np.abs(gradient - np.asarray(expected)) / (1.0 + np.abs(expected))))
+    record_property("foce_gradient_pass_vs_autodiff", error)
+    assert abs(value - float(expected_value)) < 1e-9 * abs(value)
+    assert error < 1e-9
 
 
 def differences_from_nlme(fit, reference, effects) -> dict[str, float]:
