@@ -1,8 +1,12 @@
 """Cohort fits: every patient's individual parameters in one compiled, vmapped program.
 
 The subjects' records are padded to a common size and stacked; the multi-start optimisation of
-``fit_individual`` runs vmapped over subjects (and starts), then the Laplace covariance of each
-subject's optimum. ``loop_fit`` runs the same per-subject program in a Python loop, for the
+``fit_individual`` runs over all (subject, start) pairs, then the Laplace covariance of each
+subject's optimum. With Newton (the default for closed-form and ODE twins without a clock)
+the pairs are lanes of one compacted loop (``calibration._compaction``), which drops the
+finished lanes as it goes: on 1,000 synthetic subjects x 3 starts it ran 0.33-0.40 s against
+0.70 s for the plain vmapped loop, which waited for one flat start at its step limit.
+``loop_fit`` runs the same per-subject program in a Python loop, for the
 speed comparison the cohort fit exists to win.
 """
 
@@ -16,9 +20,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jaxtyping import Array
 
 from ._branch import absorption_branch, branch_summary
-from ._individual import minimise_traced, objective_of
+from ._compaction import compacted_while_loop
+from ._forward import newton_continues, newton_start, newton_step
+from ._individual import (
+    GRADIENT_TOLERANCE,
+    minimise_traced,
+    objective_of,
+    resolved_optimizer,
+    twice_differentiable,
+)
 from ._problem import Problem
 from ._records import subject_ids
 
@@ -76,16 +89,18 @@ class CohortFit:
         return "\n".join(lines)
 
 
-def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
-                     map_estimate: bool, seed: int, optimizer: str):
+def _starting_points(problem: Problem, starts: int, spread: float, seed: int) -> Array:
     z0 = problem.initial()
     noise = spread * jax.random.normal(jax.random.PRNGKey(seed), (starts, z0.size))
-    starting = z0 + noise.at[0].set(0.0)
+    return z0 + noise.at[0].set(0.0)
+
+
+def _best_with_uncertainty(problem: Problem, map_estimate: bool):
+    """``(subject, z per start, objective per start) -> (z, objective, standard errors,
+    Hessian)`` at the subject's best start: the Laplace covariance of its optimum."""
     forward = diffrax.ForwardMode()
 
-    def fit_one(subject):
-        z_all, values, _ = minimise_traced(objective_of(problem, subject, map_estimate),
-                                           starting, steps=steps, optimizer=optimizer)
+    def finish(subject, z_all, values):
         best = jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))
         z = z_all[best]
         hessian = jax.jacfwd(jax.jacfwd(
@@ -96,7 +111,56 @@ def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
         se = jnp.sqrt(jnp.clip(jnp.einsum("ij,jk,ik->i", slopes, covariance, slopes), 0.0))
         return z, values[best], se, hessian
 
+    return finish
+
+
+def _subject_program(problem: Problem, starts: int, spread: float, steps: int,
+                     map_estimate: bool, seed: int, optimizer: str):
+    """One subject's multi-start fit and Laplace covariance (``loop_fit``'s program)."""
+    starting = _starting_points(problem, starts, spread, seed)
+    finish = _best_with_uncertainty(problem, map_estimate)
+
+    def fit_one(subject):
+        z_all, values, _ = minimise_traced(objective_of(problem, subject, map_estimate),
+                                           starting, steps=steps, optimizer=optimizer)
+        return finish(subject, z_all, values)
+
     return fit_one
+
+
+def _cohort_program(problem: Problem, starts: int, spread: float, steps: int,
+                    map_estimate: bool, seed: int, optimizer: str):
+    """Every subject's fit: for Newton, all (subject, start) pairs as lanes of one compacted
+    loop (``calibration._compaction``); other optimisers vmap ``_subject_program``."""
+    plain = jax.vmap(_subject_program(problem, starts, spread, steps, map_estimate, seed,
+                                      optimizer))
+    starting = _starting_points(problem, starts, spread, seed)
+    finish = jax.vmap(_best_with_uncertainty(problem, map_estimate))
+
+    def objective(subject):
+        return twice_differentiable(objective_of(problem, subject, map_estimate))
+
+    def program(batch):
+        n_subjects = jax.tree.leaves(batch)[0].shape[0]
+        first = jax.tree.map(lambda x: x[0], batch)
+        if resolved_optimizer(objective_of(problem, first, map_estimate), optimizer) != "newton":
+            return plain(batch)
+        # lane k: subject k // starts from start k % starts
+        data = jax.tree.map(lambda x: jnp.repeat(x, starts, axis=0), batch)
+        z0 = jnp.tile(starting, (n_subjects, 1))
+        carry = jax.vmap(lambda z, s: newton_start(objective(s), z, steps))(z0, data)
+        lanes = n_subjects * starts
+        # the first 16 iterations take most starts to convergence (median 12 on 1,000
+        # synthetic Theoph subjects); the rest continue an eighth of the lanes at a time
+        carry = compacted_while_loop(
+            lambda c, s: newton_continues(c, steps, GRADIENT_TOLERANCE),
+            lambda c, s: newton_step(objective(s), c), carry, data,
+            first=16, capacity=max(64, lanes // 8), chunk=8)
+        z_all = carry[0].reshape(n_subjects, starts, -1)
+        values = carry[1].reshape(n_subjects, starts)
+        return finish(batch, z_all, values)
+
+    return program
 
 
 def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | None = None, *,
@@ -106,8 +170,8 @@ def fit_cohort(problem: Problem, records: pd.DataFrame, subjects: list[str] | No
     (``optimizer``: see ``calibration.minimise``)."""
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = problem.read_subjects(records, subjects)
-    program = jax.jit(jax.vmap(_subject_program(problem, starts, spread, steps, map_estimate,
-                                                seed, optimizer)))
+    program = jax.jit(_cohort_program(problem, starts, spread, steps, map_estimate, seed,
+                                      optimizer))
     compiled = program.lower(batch).compile()  # compile outside the timing, as loop_fit does
     started = time.perf_counter()
     z, objective, se, hessians = jax.block_until_ready(compiled(batch))

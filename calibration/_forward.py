@@ -72,38 +72,47 @@ def newton(objective, z0: Array, *, steps: int = 100, tolerance: float = 1e-6):
     iterations, or when mu exceeds 1e10 (no descent left at rounding level). Returns (z,
     value, history of values, NaN after the stop).
     """
-    n = z0.size
-    identity = jnp.eye(n, dtype=z0.dtype)
+    z, value, *_, history = jax.lax.while_loop(
+        lambda c: newton_continues(c, steps, tolerance), lambda c: newton_step(objective, c),
+        newton_start(objective, z0, steps))
+    return z, value, history
 
-    def keep_going(carry):
-        _, _, gradient, _, mu, i, _ = carry
-        norm = jnp.linalg.norm(gradient)
-        return (i < steps) & ~(norm < tolerance) & (mu < 1e10)
 
-    def step(carry):
-        z, value, gradient, hessian, mu, i, history = carry
-        definite = jnp.all(jnp.isfinite(small.cholesky(hessian)))
-        off_diagonal = jnp.sum(jnp.abs(hessian), axis=1) - jnp.abs(jnp.diag(hessian))
-        lowest = jnp.min(jnp.diag(hessian) - off_diagonal)  # no eigenvalue lies below it
-        damping = mu + jnp.where(definite, 0.0, jnp.maximum(0.0, -lowest) * (1.0 + 1e-6))
-        d = -small.solve(hessian + damping * identity, gradient)
-        d = d / jnp.maximum(1.0, jnp.max(jnp.abs(d)))
-        candidate = value_gradient_hessian(objective, z + d)
-        better = jnp.isfinite(candidate[0]) & (candidate[0] <= value) & jnp.all(
-            jnp.isfinite(candidate[1])) & jnp.all(jnp.isfinite(candidate[2]))
-        z, value, gradient, hessian = jax.tree.map(
-            lambda new, old: jnp.where(better, new, old), (z + d, *candidate),
-            (z, value, gradient, hessian))
-        mu = jnp.where(better, jnp.maximum(mu / 10.0, 1e-12), mu * 10.0)
-        return z, value, gradient, hessian, mu, i + 1, history.at[i].set(value)
-
+def newton_start(objective, z0: Array, steps: int):
+    """The state of ``newton`` at ``z0``: (z, value, gradient, Hessian, mu, iteration,
+    history). Split out, with ``newton_continues`` and ``newton_step``, so that a cohort can
+    run many starts' iterations in its own loop (``calibration._compaction``)."""
     value, gradient, hessian = value_gradient_hessian(objective, z0)
     # a start where the solve fails does not move (its value stays inf; other starts win)
     usable = jnp.isfinite(value) & jnp.all(jnp.isfinite(gradient)) & jnp.all(
         jnp.isfinite(hessian))
     value = jnp.where(usable, value, jnp.inf)
     history = jnp.full(steps, jnp.nan, dtype=z0.dtype)
-    carry = (z0, value, gradient, jnp.where(usable, hessian, identity),
-             jnp.where(usable, 1e-3, 1e11).astype(z0.dtype), 0, history)
-    z, value, *_, history = jax.lax.while_loop(keep_going, step, carry)
-    return z, value, history
+    return (z0, value, gradient, jnp.where(usable, hessian, jnp.eye(z0.size, dtype=z0.dtype)),
+            jnp.where(usable, 1e-3, 1e11).astype(z0.dtype), jnp.asarray(0), history)
+
+
+def newton_continues(carry, steps: int, tolerance: float) -> Array:
+    """Whether ``newton`` takes another step from the state ``carry``."""
+    _, _, gradient, _, mu, i, _ = carry
+    norm = jnp.linalg.norm(gradient)
+    return (i < steps) & ~(norm < tolerance) & (mu < 1e10)
+
+
+def newton_step(objective, carry):
+    """One damped Newton step of ``newton`` (accepted or refused) from the state ``carry``."""
+    z, value, gradient, hessian, mu, i, history = carry
+    definite = jnp.all(jnp.isfinite(small.cholesky(hessian)))
+    off_diagonal = jnp.sum(jnp.abs(hessian), axis=1) - jnp.abs(jnp.diag(hessian))
+    lowest = jnp.min(jnp.diag(hessian) - off_diagonal)  # no eigenvalue lies below it
+    damping = mu + jnp.where(definite, 0.0, jnp.maximum(0.0, -lowest) * (1.0 + 1e-6))
+    d = -small.solve(hessian + damping * jnp.eye(z.size, dtype=z.dtype), gradient)
+    d = d / jnp.maximum(1.0, jnp.max(jnp.abs(d)))
+    candidate = value_gradient_hessian(objective, z + d)
+    better = jnp.isfinite(candidate[0]) & (candidate[0] <= value) & jnp.all(
+        jnp.isfinite(candidate[1])) & jnp.all(jnp.isfinite(candidate[2]))
+    z, value, gradient, hessian = jax.tree.map(
+        lambda new, old: jnp.where(better, new, old), (z + d, *candidate),
+        (z, value, gradient, hessian))
+    mu = jnp.where(better, jnp.maximum(mu / 10.0, 1e-12), mu * 10.0)
+    return z, value, gradient, hessian, mu, i + 1, history.at[i].set(value)

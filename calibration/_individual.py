@@ -63,6 +63,7 @@ def objective_of(problem: Problem, subject: SubjectData, map_estimate: bool = Tr
 
 
 OPTIMIZERS = ("auto", "newton", "lbfgs", "adam")
+GRADIENT_TOLERANCE = 1e-6  # optimisers stop once the gradient norm is below it
 
 
 def _optimiser(name: str, learning_rate: float):
@@ -74,7 +75,7 @@ def _optimiser(name: str, learning_rate: float):
 
 
 def minimise(objective, starts: Array, *, optimizer: str = "auto", steps: int = 100,
-             learning_rate: float = 0.05, tolerance: float = 1e-6):
+             learning_rate: float = 0.05, tolerance: float = GRADIENT_TOLERANCE):
     """Minimise ``objective(z)`` from every row of ``starts`` in one compiled program.
 
     ``optimizer``: ``"newton"`` (damped Newton with exact forward-mode Hessians,
@@ -92,15 +93,25 @@ def minimise(objective, starts: Array, *, optimizer: str = "auto", steps: int = 
                                              tolerance=tolerance))(starts)
 
 
+def resolved_optimizer(objective, optimizer: str) -> str:
+    """The optimiser ``"auto"`` stands for with this objective (see ``minimise``)."""
+    if optimizer == "auto":
+        return "newton" if getattr(objective, "newton_by_default", False) else "lbfgs"
+    return optimizer
+
+
+def twice_differentiable(objective):
+    """The form of ``objective`` that Newton differentiates twice in forward mode."""
+    return getattr(objective, "forward_mode", None) or objective
+
+
 def minimise_traced(objective, starts: Array, *, optimizer: str = "auto", steps: int = 100,
-                    learning_rate: float = 0.05, tolerance: float = 1e-6):
+                    learning_rate: float = 0.05, tolerance: float = GRADIENT_TOLERANCE):
     """``minimise`` without its own ``jit``, to run inside a larger traced program (a cohort
     vmapped over subjects)."""
-    twice_differentiable = getattr(objective, "forward_mode", None)
-    if optimizer == "auto":
-        optimizer = "newton" if getattr(objective, "newton_by_default", False) else "lbfgs"
+    optimizer = resolved_optimizer(objective, optimizer)
     if optimizer == "newton":
-        return jax.vmap(lambda z0: newton(twice_differentiable or objective, z0, steps=steps,
+        return jax.vmap(lambda z0: newton(twice_differentiable(objective), z0, steps=steps,
                                           tolerance=tolerance))(starts)
     opt = _optimiser(optimizer, learning_rate)
     value_and_grad = optax.value_and_grad_from_state(objective) if optimizer == "lbfgs" else (
