@@ -4,7 +4,7 @@ The subjects' records are padded to a common size and stacked; the multi-start o
 ``fit_individual`` runs over all (subject, start) pairs, then the Laplace covariance of each
 subject's optimum. With Newton (the default for closed-form and ODE twins without a clock)
 the pairs are lanes of one compacted loop (``calibration._compaction``), which drops the
-finished lanes as it goes: on 1,000 synthetic subjects x 3 starts it ran 0.33-0.40 s against
+finished lanes as it goes: on 1,000 synthetic subjects x 3 starts it ran 0.26-0.27 s against
 0.70 s for the plain vmapped loop, which waited for one flat start at its step limit.
 ``loop_fit`` runs the same per-subject program in a Python loop, for the
 speed comparison the cohort fit exists to win.
@@ -150,12 +150,13 @@ def _cohort_program(problem: Problem, starts: int, spread: float, steps: int,
         z0 = jnp.tile(starting, (n_subjects, 1))
         carry = jax.vmap(lambda z, s: newton_start(objective(s), z, steps))(z0, data)
         lanes = n_subjects * starts
-        # the first 16 iterations take most starts to convergence (median 12 on 1,000
-        # synthetic Theoph subjects); the rest continue an eighth of the lanes at a time
+        # half the starts converge within 12 iterations (1,000 synthetic Theoph subjects);
+        # the rest continue a sixteenth of the lanes at a time, 4 iterations a round (of the
+        # settings tried, the fastest there and on Theoph through the ODE solver)
         carry = compacted_while_loop(
             lambda c, s: newton_continues(c, steps, GRADIENT_TOLERANCE),
             lambda c, s: newton_step(objective(s), c), carry, data,
-            first=16, capacity=max(64, lanes // 8), chunk=8)
+            first=12, capacity=max(1, lanes // 16), chunk=4)
         z_all = carry[0].reshape(n_subjects, starts, -1)
         values = carry[1].reshape(n_subjects, starts)
         return finish(batch, z_all, values)
