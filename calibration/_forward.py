@@ -60,10 +60,10 @@ def newton(objective, z0: Array, *, steps: int = 100, tolerance: float = 1e-6):
     with Levenberg damping: the step solves (H + mu I) d = -g with the exact Hessian H,
     mu raised above Gershgorin's bound on H's most negative eigenvalue where H is not positive
     definite (a Cholesky test: a batched eigendecomposition of small matrices costs more on
-    the CPU than the model), each step at
-    most 1 in every coordinate (a factor e on a log parameter: a wild trial point makes a
-    stiff solve, and in a vmapped batch every member waits for it); a step that does not lower
-    the objective is refused and mu grows tenfold, an accepted one shrinks it tenfold.
+    the CPU than the model), each step at most 1 in every coordinate (a factor e on a log
+    parameter: a wild trial point makes a stiff solve, and in a vmapped batch every member
+    waits for it); a step that does not lower the objective is refused and mu grows tenfold,
+    an accepted one shrinks it tenfold.
 
     For the few unknowns of an individual fit this converges quadratically in about ten
     iterations, each one forward-over-forward solve, where L-BFGS takes twenty to thirty steps
@@ -102,10 +102,9 @@ def newton_continues(carry, steps: int, tolerance: float) -> Array:
 def newton_step(objective, carry):
     """One damped Newton step of ``newton`` (accepted or refused) from the state ``carry``."""
     z, value, gradient, hessian, mu, i, history = carry
-    definite = jnp.all(jnp.isfinite(small.cholesky(hessian)))
-    off_diagonal = jnp.sum(jnp.abs(hessian), axis=1) - jnp.abs(jnp.diag(hessian))
-    lowest = jnp.min(jnp.diag(hessian) - off_diagonal)  # no eigenvalue lies below it
-    damping = mu + jnp.where(definite, 0.0, jnp.maximum(0.0, -lowest) * (1.0 + 1e-6))
+    lowest, _ = small.gershgorin_bounds(hessian)
+    damping = mu + jnp.where(small.positive_definite(hessian), 0.0,
+                             jnp.maximum(0.0, -lowest) * (1.0 + 1e-6))
     d = -small.solve(hessian + damping * jnp.eye(z.size, dtype=z.dtype), gradient)
     d = d / jnp.maximum(1.0, jnp.max(jnp.abs(d)))
     candidate = value_gradient_hessian(objective, z + d)

@@ -203,11 +203,9 @@ class PopulationProblem(eqx.Module):
 
         (gradient, value), (hessian, _) = value_and_jacobian(gradient_in_eta, eta)
         hessian = 0.5 * (hessian + hessian.T)
-        definite = jnp.all(jnp.isfinite(small.cholesky(hessian)))
-        off_diagonal = jnp.sum(jnp.abs(hessian), axis=1) - jnp.abs(jnp.diag(hessian))
-        lowest = jnp.min(jnp.diag(hessian) - off_diagonal)  # no eigenvalue lies below it
-        floor = 1e-6 * jnp.max(jnp.abs(jnp.diag(hessian)) + off_diagonal)
-        shift = jnp.where(definite, 0.0, jnp.maximum(floor - lowest, 0.0))
+        lowest, scale = small.gershgorin_bounds(hessian)
+        shift = jnp.where(small.positive_definite(hessian), 0.0,
+                          jnp.maximum(1e-6 * scale - lowest, 0.0))
         return value, gradient, hessian + shift * jnp.eye(self.q, dtype=hessian.dtype)
 
     def _search_mode(self, outer: Array, subject: SubjectData, max_iterations: int,

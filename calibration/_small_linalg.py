@@ -106,3 +106,17 @@ def solve(a: Array, b: Array) -> Array:
         x[i] = (rhs[i] - partial) / m[i][i][..., None]
     out = jnp.stack(x, axis=-2)
     return out[..., 0] if vector else out
+
+
+def positive_definite(a: Array) -> Array:
+    """Whether ``a`` (its symmetric part) is positive definite: its Cholesky factor exists."""
+    return jnp.all(jnp.isfinite(cholesky(a)), axis=(-2, -1))
+
+
+def gershgorin_bounds(a: Array) -> tuple[Array, Array]:
+    """(a lower bound on every eigenvalue of a symmetric ``a``, an upper bound on their
+    magnitudes), from Gershgorin's discs: the cheap stand-ins for an eigendecomposition that
+    damped Newton steps need to make an indefinite Hessian definite."""
+    diagonal = jnp.diagonal(a, axis1=-2, axis2=-1)
+    radius = jnp.sum(jnp.abs(a), axis=-1) - jnp.abs(diagonal)
+    return jnp.min(diagonal - radius, axis=-1), jnp.max(jnp.abs(diagonal) + radius, axis=-1)

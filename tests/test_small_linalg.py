@@ -63,3 +63,18 @@ def test_not_positive_definite_gives_nan():
     # Gaussian elimination still solves a symmetric indefinite system with nonzero minors
     np.testing.assert_allclose(small.solve(indefinite, jnp.asarray([1.0, 0.0])),
                                jnp.linalg.solve(indefinite, jnp.asarray([1.0, 0.0])), atol=1e-14)
+
+
+def test_definiteness_and_gershgorin_bounds_match_the_eigenvalues():
+    rng = np.random.default_rng(7)
+    for q in (1, 2, 3, 4):
+        x = rng.normal(size=(50, q, q))
+        a = jnp.asarray(x + x.transpose(0, 2, 1))  # symmetric, definite or not
+        eigenvalues = np.linalg.eigvalsh(np.asarray(a))
+        lowest, scale = jax.jit(small.gershgorin_bounds)(a)
+        assert np.all(np.asarray(lowest) <= eigenvalues[:, 0] + 1e-12)
+        assert np.all(np.asarray(scale) >= np.abs(eigenvalues).max(axis=1) - 1e-12)
+        np.testing.assert_array_equal(jax.jit(small.positive_definite)(a),
+                                      eigenvalues[:, 0] > 0)
+        if q <= 2:  # both kinds occur among the samples
+            assert 0 < np.sum(eigenvalues[:, 0] > 0) < len(a)
