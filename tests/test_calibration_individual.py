@@ -4,6 +4,7 @@ Laplace uncertainty, identifiability, twin files."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -61,6 +62,38 @@ def test_records_table_is_validated_with_row_names():
         cal.validate_records(bad)
     with pytest.raises(ValueError, match="which the problem does not observe"):
         cal.read_subject(RECORDS, "1", {"drug.central": "mg"}, PROBLEM.dose_units, 60.0)
+
+
+def test_records_are_read_into_padded_arrays_with_units_converted():
+    """Rows of two subjects interleaved and out of time order, mixed units: each subject's
+    observations and doses land in its own row, in table order, converted to the model's
+    units, padded (observation slots repeat the subject's last time), with the span."""
+    table = pd.DataFrame({
+        "subject": ["b", "a", "b", "a", "b", "a", "b"],
+        "time": [0.0, 0.0, 2.0, 1.0, 0.5, 3.0, 6.0],
+        "variable": ["", "", "drug.concentration", "drug.concentration", "drug.concentration",
+                     "drug.concentration", ""],
+        "value": [np.nan, np.nan, 4.0, 2500.0, 3.0, 1.5, np.nan],
+        "unit": ["g", "mg", "mg/L", "ug/L", "ug/mL", "mg/L", "mg"],
+        "dose_amount": [0.25, 320.0, np.nan, np.nan, np.nan, np.nan, 100.0],
+        "route": ["oral", "oral", "", "", "", "", "oral"],
+        "duration": [0.0] * 7})
+    batch = cal.read_subjects(table, ["a", "b"], PROBLEM.observed, PROBLEM.dose_units, 60.0)
+    np.testing.assert_array_equal(batch.times, [[60.0, 180.0], [120.0, 30.0]])
+    np.testing.assert_allclose(batch.values, [[2.5, 1.5], [4.0, 3.0]], rtol=1e-15)
+    np.testing.assert_array_equal(batch.mask, [[True, True], [True, True]])
+    np.testing.assert_allclose(batch.dose_amounts, [[320.0, 0.0], [250.0, 100.0]], rtol=1e-15)
+    np.testing.assert_array_equal(batch.dose_times, [[0.0, 0.0], [0.0, 360.0]])
+    assert batch.span == (0.0, 180.0)  # b's dose after its last observation does not count
+    one = cal.read_subject(table, "a", PROBLEM.observed, PROBLEM.dose_units, 60.0,
+                           n_observations=4)
+    np.testing.assert_array_equal(one.times, [60.0, 180.0, 180.0, 180.0])
+    np.testing.assert_array_equal(one.mask, [True, True, False, False])
+    assert one.subject == "a" and one.span == (0.0, 180.0)
+    with pytest.raises(ValueError, match="no records for subject 'c'"):
+        cal.read_subjects(table, ["a", "c"], PROBLEM.observed, PROBLEM.dose_units, 60.0)
+    with pytest.raises(ValueError, match="subject b: more records than the padding allows"):
+        cal.read_subject(table, "b", PROBLEM.observed, PROBLEM.dose_units, 60.0, n_doses=1)
 
 
 def test_transforms_round_trip():
