@@ -25,10 +25,12 @@ log-likelihood of the model linearised there (Lindstrom and Bates 1990, as R nlm
 second derivatives of the ODE solution (inside ``J``'s derivative) are available; twins with
 closed-form solutions (``Problem.solution``) are differentiated the same way without a solver.
 
-Fitting (``fit_population``): one compiled program returns -2 log L, its exact gradient and
-the empirical Bayes estimates; scipy's L-BFGS-B drives it; standard errors come from the
-observed information (forward differences of the exact gradient). Each subject's Laplace
-posterior given the population (``individual_posteriors``) feeds what-if predictions.
+Fitting (``fit_population``): one compiled program returns -2 log L, its exact gradient, the
+outer products of the subjects' gradients and the empirical Bayes estimates; Levenberg-
+Marquardt steps with those outer products as Hessian (many subjects) or scipy's L-BFGS-B
+(few) drive it; standard errors come from the observed information (forward differences of
+the exact gradient). Each subject's Laplace posterior given the population
+(``individual_posteriors``) feeds what-if predictions.
 """
 
 from __future__ import annotations
@@ -480,7 +482,7 @@ class PopulationFit:
                  f"objective function value (NONMEM convention, without N_obs log 2 pi) "
                  f"{self.objective_function_value:.4f}",
                  f"{self.n_observations} observations, {len(self.subjects)} subjects; "
-                 f"{len(self.history)} L-BFGS steps ({self.message}), gradient norm "
+                 f"{len(self.history)} optimiser steps ({self.message}), gradient norm "
                  f"{self.gradient_norm:.2e}; conditional modes converged for {converged} of "
                  f"{len(self.subjects)} subjects; {self.seconds:.1f} s",
                  f"{'parameter':<48}{'estimate':>14}{'SE':>12}"]
@@ -585,25 +587,38 @@ def population_minus_2_log_likelihood(population: PopulationProblem, records: pd
     subjects = subject_ids(records) if subjects is None else list(subjects)
     batch = _batch(population, records, subjects)
     rows = (0, len(subjects), len(subjects))
-    value, grad, _, _, _ = _evaluator(population, batch, rows, False)(
+    value, grad, *_ = _evaluator(population, batch, rows, False)(
         jnp.asarray(outer, dtype=float), None)
     return (float(value), np.asarray(grad)) if gradient else float(value)
 
 
 def fit_population(population: PopulationProblem, records: pd.DataFrame,
                    subjects: list[str] | None = None, *, start: Array | None = None,
-                   steps: int = 200, tolerance: float = 1e-6,
+                   steps: int = 200, tolerance: float = 1e-6, optimizer: str = "auto",
                    distributed: bool = False, progress: bool | None = None
                    ) -> PopulationFit:
     """FOCE maximum likelihood of ``records`` (every subject, or ``subjects``).
 
     One compiled program evaluates -2 log L, its exact gradient (forward mode, the conditional
-    modes differentiated implicitly) and the empirical Bayes estimates; L-BFGS-B (scipy)
-    drives it from Python until the projected gradient's largest entry is below
-    ``tolerance``. (Optax's L-BFGS inlines the objective at each call site of its line search,
-    and each copy of this program takes about a minute to compile.) Standard errors come
-    from the observed information: the Hessian of -log L, by forward differences of the exact
-    gradient.
+    modes differentiated implicitly), the outer-product approximation of its Hessian and the
+    empirical Bayes estimates; an optimiser drives it from Python until the gradient's
+    largest entry is below ``tolerance``:
+
+    - ``optimizer="outer_product"``: Levenberg-Marquardt steps with the outer products of the
+      subjects' gradients as Hessian (``_outer_product_newton``), handing over to L-BFGS-B if
+      that approximation stops serving. Nearly Newton's steps when subjects are many: 1,000
+      synthetic Theoph-like subjects take 13 steps where L-BFGS-B takes 20 with its line
+      search;
+    - ``optimizer="lbfgs"``: L-BFGS-B (scipy) alone. (Optax's L-BFGS inlines the objective
+      at each call site of its line search, and each copy of this program takes about a
+      minute to compile);
+    - ``"auto"`` (default): the outer products where there are at least
+      ``_OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN`` (5) subjects per outer unknown, else L-BFGS-B
+      (Theoph's 12 subjects are too few for fm3's 6 unknowns). ``PopulationFit.message``
+      says which ran.
+
+    Standard errors come from the observed information: the Hessian of -log L, by forward
+    differences of the exact gradient; one Newton step with it ends every fit.
 
     ``distributed=True`` splits the subjects over MPI ranks in contiguous blocks: each rank
     evaluates its own subjects and ``vht.distributed.sum_over_ranks`` adds the objectives and
@@ -615,6 +630,9 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     import scipy.optimize
     from tqdm.auto import tqdm
 
+    if optimizer not in ("auto", "outer_product", "lbfgs"):
+        raise ValueError(f"optimizer must be 'auto', 'outer_product' or 'lbfgs', not "
+                         f"{optimizer!r}")
     subjects = subject_ids(records) if subjects is None else list(subjects)
     if distributed:
         size, rank = vht.distributed.world_size(), vht.distributed.rank()
@@ -650,10 +668,10 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
         result, eta, slopes = evaluated[outer.tobytes()]
         if np.isfinite(result[0]):
             last.update(outer=outer, eta=eta, slopes=slopes)
-        return result
+        return result  # (value, gradient, outer products, eta_hat, converged)
 
     def value_and_gradient(x):
-        value, gradient, _, _ = evaluate(x)
+        value, gradient, *_ = evaluate(x)
         value, gradient = float(value), np.asarray(gradient, dtype=float)
         if not np.isfinite(value):  # a failed solve: tell the line search to step back
             return np.inf, np.zeros_like(gradient)
@@ -664,50 +682,135 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
 
     if progress is None:
         progress = sys.stderr.isatty()
-    bar = tqdm(total=steps, desc="FOCE L-BFGS steps", unit="step",
+    bar = tqdm(total=steps, desc="FOCE optimiser steps", unit="step",
                disable=not progress or vht.distributed.rank() != 0)
 
-    def callback(intermediate_result):  # scipy passes an OptimizeResult to this parameter name
-        history.append(float(intermediate_result.fun))
+    def on_step(value):
+        history.append(float(value))
         bar.update(1)
         bar.set_postfix_str(f"-2 log L {history[-1]:.4f}")
 
+    def lbfgs(x, message):
+        result = scipy.optimize.minimize(
+            value_and_gradient, x, jac=True, method="L-BFGS-B",
+            callback=lambda intermediate_result: on_step(intermediate_result.fun),
+            options={"maxiter": max(steps - len(history), 1), "gtol": tolerance,
+                     "ftol": 1e-14, "maxcor": 20})
+        return np.asarray(result.x), (message + "; then " if message else "") + (
+            f"L-BFGS-B: {result.message}")
+
+    def information_and_newton(x):
+        """The observed information at x and Newton steps with it: one always (the
+        optimisers stop at a small gradient, not at the optimum, and one step takes the rest
+        away, so fits that differ only in rounding, on one process or several ranks, agree),
+        more while the gradient's largest entry is above ``tolerance``, each taken only if
+        -2 log L does not rise."""
+        value, gradient, *_ = evaluate(x)
+        # all p points dispatched before any result is read (no wait between them), each
+        # search from the modes at x moved along their derivatives
+        hessian = observed_information(
+            lambda xs: np.stack([evaluate_one(jnp.asarray(z), starts(z))[1] for z in xs]),
+            x, gradient)
+        for k in range(_NEWTON_STEPS):
+            if k and np.max(np.abs(gradient)) < tolerance:
+                break
+            candidate = x - np.linalg.lstsq(hessian, gradient, rcond=None)[0]
+            new_value, new_gradient, *_ = evaluate(candidate)
+            if not (np.isfinite(new_value) and new_value <= value + 1e-9 * abs(value)):
+                break
+            x, value, gradient = candidate, new_value, new_gradient
+            on_step(value)
+        return x, hessian
+
     started = time.perf_counter()
-    result = scipy.optimize.minimize(
-        value_and_gradient, outer0, jac=True, method="L-BFGS-B",
-        callback=callback,
-        options={"maxiter": steps, "gtol": tolerance, "ftol": 1e-14, "maxcor": 20})
+    outer, status, message = outer0, "stopped", ""
+    if optimizer == "outer_product" or (
+            optimizer == "auto"
+            and len(subjects) >= _OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN * outer0.size):
+        outer, status, message = _outer_product_newton(
+            lambda x: evaluate(x)[:3], outer0, steps, tolerance, on_step)
+    if status == "stopped":
+        outer, message = lbfgs(outer, message)
+    outer, hessian = information_and_newton(outer)
+    if status == "close" and np.max(np.abs(evaluate(outer)[1])) >= tolerance:
+        # Newton did not finish from where the outer products handed over: L-BFGS-B does
+        outer, message = lbfgs(outer, message)
+        outer, hessian = information_and_newton(outer)
+    elif status == "close":
+        message += ", then Newton with the observed information"
     bar.close()
-    outer = np.asarray(result.x)
-    value, gradient, eta, converged = evaluate(outer)
-    # all p points dispatched before any result is read (no wait between them), each
-    # search from the modes at ``outer`` moved along their derivatives
-    hessian = observed_information(
-        lambda xs: np.stack([evaluate_one(jnp.asarray(x), starts(x))[1] for x in xs]),
-        outer, gradient)
     covariance = np.linalg.pinv(0.5 * hessian, hermitian=True)  # of -log L
-    # one Newton step with the observed information: L-BFGS-B stops once its line search
-    # can no longer resolve progress; Newton takes the last 1e-5 of gradient away in one
-    # step, so fits that differ only in rounding (one process or several ranks) agree
-    step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-    polished = evaluate(outer - step)
-    if np.isfinite(polished[0]) and polished[0] <= value + 1e-9 * abs(value):
-        outer = outer - step
-        value, gradient, eta, converged = polished
+    value, gradient, _, eta, converged = evaluate(outer)
     seconds = time.perf_counter() - started
     n_obs = int(np.sum(np.asarray(batch.mask)))
     if distributed:
         n_obs = int(vht.distributed.sum_over_ranks(np.asarray(n_obs, dtype=np.int64)))
     return PopulationFit(population, subjects, outer, covariance, float(value), n_obs, eta,
                          converged.astype(bool), float(np.linalg.norm(gradient)),
-                         np.asarray(history), seconds, str(result.message))
+                         np.asarray(history), seconds, message)
+
+
+# the outer-product phase needs this many subjects per outer unknown: their sum of rank-one
+# terms must be well conditioned (Theoph's 12 subjects for fm3's 6 unknowns are too few)
+_OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN = 5
+# where the outer products predict less than this decrease of -2 log L, Newton steps with the
+# observed information (computed for the standard errors anyway) finish the fit
+_CLOSE = 1e-6
+# Newton steps with the observed information at most, after the optimiser
+_NEWTON_STEPS = 4
+
+
+def _outer_product_newton(evaluate, x: np.ndarray, steps: int, tolerance: float, on_step):
+    """Minimise -2 log L by Levenberg-Marquardt steps with the outer-product (BHHH; Berndt,
+    Hall, Hall and Hausman 1974) approximation of its Hessian, B = sum_i g_i g_i' / 2, which
+    each evaluation returns beside the gradient: for many subjects of a well-specified model
+    it approaches the information, so steps are nearly Newton's without second derivatives of
+    the marginal objective. Far from the optimum it overstates the curvature several-fold
+    (the subjects' gradients are large and alike), so each step is scaled by the curvature
+    the last one met along itself (s'Bs / s'y, the secant, clipped to [1/2, 16]) and is at
+    most one unit in every coordinate. ``evaluate(x) -> (value, gradient, B)``.
+
+    Returns (x, status, message) with status ``"converged"`` (the gradient's largest entry
+    below ``tolerance``), ``"close"`` (B predicts less than ``_CLOSE`` of decrease left:
+    near the optimum its steps converge only linearly, as fast as B matches the Hessian,
+    where Newton's with the observed information converge quadratically) or ``"stopped"``
+    (after ``steps``, or at the first refused step of unit scale, where the approximation no
+    longer serves: L-BFGS-B goes on from there). On 1,000 synthetic Theoph-like subjects it
+    is close after 8 steps (9 evaluations)."""
+    value, gradient, product = evaluate(x)
+    mu, scale, taken = 1e-3, 1.0, 0
+    while taken < steps and np.isfinite(value):
+        if np.max(np.abs(gradient)) < tolerance:
+            return x, "converged", f"outer-product Newton: converged in {taken} steps"
+        if 0.5 * gradient @ np.linalg.lstsq(product, gradient, rcond=None)[0] < _CLOSE:
+            return x, "close", f"outer-product Newton: {taken} steps"
+        damped = product + mu * np.diag(np.diag(product))
+        step = scale * np.linalg.lstsq(damped, gradient, rcond=None)[0]
+        step /= max(1.0, float(np.max(np.abs(step))))
+        new_value, new_gradient, new_product = evaluate(x - step)
+        # close to the optimum a step changes -2 log L by less than its round-off (a sum
+        # over subjects): such a step is taken, as a Newton step would be
+        if np.isfinite(new_value) and new_value <= value + 1e-12 * abs(value):
+            met = -step @ (new_gradient - gradient)  # curvature met along the step ...
+            expected = step @ product @ step  # ... and the outer products' of it
+            scale = float(np.clip(expected / met, 0.5, 16.0)) if met > 0 else 4.0
+            x, value, gradient, product = x - step, new_value, new_gradient, new_product
+            mu = max(mu / 10.0, 1e-8)
+            taken += 1
+            on_step(value)
+        elif scale > 1.0:  # the longer step overshot: back towards the approximation's own
+            scale = max(1.0, scale / 4.0)
+        else:
+            break
+    return x, "stopped", f"outer-product Newton: {taken} steps, stopped unconverged"
 
 
 def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, outer: Array,
                         rows: tuple[int, int, int], start: Array | None):
-    """(-2 log L, its gradient, every subject's eta_hat, converged flags, (eta_hat,
-    d eta_hat / d outer) of this process's subjects) of this process's subjects
-    ``rows[0]:rows[1]`` of ``rows[2]``, each subject's row of the third and fourth filled by
+    """(-2 log L, its gradient, the outer-product approximation of its Hessian, every
+    subject's eta_hat, converged flags, (eta_hat, d eta_hat / d outer) of this process's
+    subjects) of this process's subjects ``rows[0]:rows[1]`` of ``rows[2]``, each subject's
+    row of the fourth and fifth filled by
     the process that owns it (the others stay 0, for a sum over ranks); ``start``: guesses of
     this process's subjects' modes, shape (subjects, guesses, q) (None: from eta = 0)."""
     first, last, n_subjects = rows
@@ -715,14 +818,18 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
         population.subject_value_and_gradient, in_axes=(None, 0, 0))(outer, batch, start)
     everyone = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
     converged = jnp.zeros(n_subjects, outer.dtype).at[first:last].set(converged)
-    return jnp.sum(values), jnp.sum(gradients, axis=0), everyone, converged, (eta, slopes)
+    # sum_i g_i g_i' / 2 with g_i the gradient of -2 log L_i: the outer-product (BHHH)
+    # approximation of the Hessian of -2 log L (the score of log L_i is -g_i / 2)
+    outer_products = 0.5 * gradients.T @ gradients
+    return (jnp.sum(values), jnp.sum(gradients, axis=0), outer_products, everyone, converged,
+            (eta, slopes))
 
 
 def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[int, int, int],
                distributed: bool):
-    """A function ``(outer, start) -> (-2 log L, gradient, eta_hat, converged, (own eta_hat,
-    own d eta_hat / d outer))`` of one compiled program (``_evaluate_in_process``), the first
-    four summed over MPI ranks when ``distributed``. The population and the
+    """A function ``(outer, start) -> (-2 log L, gradient, outer products, eta_hat, converged,
+    (own eta_hat, own d eta_hat / d outer))`` of one compiled program
+    (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``. The population and the
     data are split into arrays, passed on each call, and the rest, which keys a module-level
     cache of compiled programs, so refits with new data of the same shapes reuse the
     program; equinox's ``filter_jit`` would split them again at every call, which on Theoph

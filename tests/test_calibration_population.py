@@ -154,6 +154,38 @@ def test_fm1_full_covariance_matches_nlme(records, record_property):
                         record_property)
 
 
+def test_outer_product_newton_reaches_the_optimum_lbfgs_reaches(record_property):
+    """On 60 synthetic subjects (10 per outer unknown) ``auto`` takes the outer-product
+    steps: the same optimum as L-BFGS-B alone, in fewer steps; Theoph's 12 subjects are too
+    few for it, and fm3 there runs L-BFGS-B (its test above checks it against nlme)."""
+    population = cal.theoph_population()
+    truth = population.pack(jnp.asarray([0.47, -3.23, -0.77]),
+                            jnp.diag(jnp.asarray([0.64, 0.17]) ** 2), jnp.log(jnp.asarray([0.7])))
+    records, _ = cal.simulate_population(population, truth, [0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12,
+                                                             24], 4.5, n_subjects=60, seed=3)
+    products = cal.fit_population(population, records)
+    lbfgs = cal.fit_population(population, records, optimizer="lbfgs")
+    record_property("outer_product_steps", len(products.history))
+    record_property("lbfgs_steps", len(lbfgs.history))
+    assert products.message.startswith("outer-product Newton")
+    assert lbfgs.message.startswith("L-BFGS-B")
+    assert len(products.history) < len(lbfgs.history)
+    assert abs(products.minus_2_log_likelihood - lbfgs.minus_2_log_likelihood) < 1e-7
+    np.testing.assert_allclose(products.outer, lbfgs.outer, atol=1e-6)
+    # each from the observed information where its optimiser stopped, a little apart
+    np.testing.assert_allclose(np.sqrt(np.diag(products.covariance)),
+                               np.sqrt(np.diag(lbfgs.covariance)), rtol=1e-3)
+    np.testing.assert_allclose(products.covariance, lbfgs.covariance,
+                               atol=1e-3 * np.max(np.diag(lbfgs.covariance)))
+    with pytest.raises(ValueError, match="optimizer must be 'auto', 'outer_product' or"):
+        cal.fit_population(population, records, optimizer="newton")
+
+
+@pytest.mark.xdist_group("theoph_fm3")
+def test_fm3_on_theoph_runs_lbfgs(fm3):
+    assert fm3.message.startswith("L-BFGS-B")
+
+
 def test_population_problem_errors():
     problem = cal.theoph_problem()
     with pytest.raises(ValueError, match="name no free parameter"):
