@@ -810,9 +810,9 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
     """(-2 log L, its gradient, the outer-product approximation of its Hessian, every
     subject's eta_hat, converged flags, (eta_hat, d eta_hat / d outer) of this process's
     subjects) of this process's subjects ``rows[0]:rows[1]`` of ``rows[2]``, each subject's
-    row of the fourth and fifth filled by
-    the process that owns it (the others stay 0, for a sum over ranks); ``start``: guesses of
-    this process's subjects' modes, shape (subjects, guesses, q) (None: from eta = 0)."""
+    row of the fourth and fifth filled by the process that owns it (the others stay 0, for a
+    sum over ranks); ``start``: guesses of this process's subjects' modes, shape (subjects,
+    guesses, q) (None: from eta = 0)."""
     first, last, n_subjects = rows
     values, gradients, eta, converged, slopes = jax.vmap(
         population.subject_value_and_gradient, in_axes=(None, 0, 0))(outer, batch, start)
@@ -829,8 +829,9 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
                distributed: bool):
     """A function ``(outer, start) -> (-2 log L, gradient, outer products, eta_hat, converged,
     (own eta_hat, own d eta_hat / d outer))`` of one compiled program
-    (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``. The population and the
-    data are split into arrays, passed on each call, and the rest, which keys a module-level
+    (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``.
+    The population and the data are split into arrays, passed on each call, and the rest,
+    which keys a module-level
     cache of compiled programs, so refits with new data of the same shapes reuse the
     program; equinox's ``filter_jit`` would split them again at every call, which on Theoph
     costs as much as the evaluation itself (0.5 ms)."""

@@ -3,8 +3,8 @@
 Under ``mpirun -n 2`` each rank evaluates half of the subjects (six of the twelve Theoph
 subjects, fitted by L-BFGS-B; 20 of 40 synthetic ones, fitted by outer-product Newton steps)
 and ``vht.distributed.sum_over_ranks`` adds the objectives, gradients and outer products
-inside the compiled program. On one rank (plain pytest) there is nothing to split, so the test is skipped there;
-the suite's MPI leg runs it.
+inside the compiled program. On one rank (plain pytest) there is nothing to split, so the
+test is skipped there; the suite's MPI leg runs it.
 """
 
 import jax.numpy as jnp
