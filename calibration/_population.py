@@ -831,9 +831,8 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
     (own eta_hat, own d eta_hat / d outer))`` of one compiled program
     (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``.
     The population and the data are split into arrays, passed on each call, and the rest,
-    which keys a module-level
-    cache of compiled programs, so refits with new data of the same shapes reuse the
-    program; equinox's ``filter_jit`` would split them again at every call, which on Theoph
+    which keys a module-level cache of compiled programs, so refits with new data of the
+    same shapes reuse the program; equinox's ``filter_jit`` would split them again at every call, which on Theoph
     costs as much as the evaluation itself (0.5 ms)."""
     arrays, static = eqx.partition((population, batch), eqx.is_array)
     leaves, arrays_def = jax.tree.flatten(arrays)
