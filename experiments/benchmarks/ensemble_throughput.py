@@ -28,7 +28,9 @@ sample, simglucose 0.2.11 (model A) on 2-3 member-days; the peers' equations are
 ``ensemble_models.py`` and are checked against ``twin.rates`` before anything is timed. Each
 peer's largest relative deviation from vht (same members, every output and save time) is
 reported. Throughput against N (fresh process per N, peak RSS) and against MPI ranks
-(``mpirun -n 2``) for model A.
+(``mpirun -n 2``) for model A. The dev extra brings libroadrunner; the peers also need
+``pip install antimony simglucose==0.2.11`` (with ``-c .ci/constraints.txt``), and a peer
+that is missing is reported as missing in the table instead of timed.
 
 Solver efficiency: right-hand-side evaluations per second inside the solver over the rate of
 bare right-hand-side evaluations, two ways:
