@@ -50,6 +50,7 @@ from jaxtyping import Array
 
 import vht
 
+from . import _foce_gradient as foce
 from . import _small_linalg as small
 from ._branch import branch_summary
 from ._forward import value_and_jacobian
@@ -194,16 +195,27 @@ class PopulationProblem(eqx.Module):
 
     def _newton_parts(self, eta: Array, outer: Array, subject: SubjectData):
         """(c, its gradient in eta, a positive definite Hessian for the step) from one
-        forward-over-forward pass: the exact Hessian, shifted by a multiple of the identity
-        where it is not positive definite (far from the mode, where a Newton step on an
-        indefinite Hessian would climb) until Gershgorin's bound puts every eigenvalue above
-        1e-6 of its scale. (A Cholesky test and that bound; an eigendecomposition of every
-        subject's small matrix costs more on the CPU than the model.)"""
-        def gradient_in_eta(e):
-            value = lambda e_: (self._conditional(e_, outer, subject)[0],) * 2  # noqa: E731
-            return jax.jacfwd(value, has_aux=True)(e)
-
-        (gradient, value), (hessian, _) = value_and_jacobian(gradient_in_eta, eta)
+        forward-over-forward model pass along eta (``foce.conditional_parts``): the exact
+        Hessian, shifted by a multiple of the identity where it is not positive definite (far
+        from the mode, where a Newton step on an indefinite Hessian would climb) until
+        Gershgorin's bound puts every eigenvalue above 1e-6 of its scale. (A Cholesky test
+        and that bound; an eigendecomposition of every subject's small matrix costs more on
+        the CPU than the model.)"""
+        theta, chol, error_z = self.unpack(outer)
+        design = jnp.asarray(self.design, dtype=outer.dtype)
+        z = lambda e: jnp.concatenate([theta + design @ e, error_z])  # noqa: E731
+        (f, f_eta), (_, f_eta_eta) = foce.kept(value_and_jacobian(
+            lambda e: value_and_jacobian(
+                lambda e_: self.problem.predict(z(e_), subject, _FORWARD), e), eta))
+        # each row's -log L depends on its own prediction only: derivatives along all of
+        # them at once are every row's own
+        (nll, nll_f), (_, nll_ff) = value_and_jacobian(
+            lambda a: value_and_jacobian(
+                lambda a_: self.problem.neg_log_likelihood_rows(f + a_[0], z(eta), subject), a),
+            jnp.zeros(1, outer.dtype))
+        value, gradient, hessian = foce.conditional_parts(
+            eta, f_eta, f_eta_eta, nll, nll_f[:, 0], nll_ff[:, 0, 0],
+            small.inverse_from_cholesky(chol))
         hessian = 0.5 * (hessian + hessian.T)
         lowest, scale = small.gershgorin_bounds(hessian)
         shift = jnp.where(small.positive_definite(hessian), 0.0,
@@ -213,9 +225,11 @@ class PopulationProblem(eqx.Module):
     def _search_mode(self, outer: Array, subject: SubjectData, max_iterations: int,
                      tolerance: float, start: Array | None = None):
         """Levenberg-damped Newton with the exact Hessian (made positive definite where it is
-        not) from eta = 0, or from the best of the guesses ``start`` (one guess, shape (q,),
-        or several, (k, q)) where c is lower there: the mode at an optimiser's previous,
-        nearby point, extrapolated along its implicit derivative, is within a step or two.
+        not) from eta = 0, or from the first finite one of the guesses ``start`` (one
+        guess, shape (q,), or several, (k, q)): the mode at an optimiser's previous, nearby
+        point, extrapolated along its implicit derivative, is within a step or two. (No
+        guess is compared with another: evaluating c at each cost more, on 1,000 subjects,
+        than the Newton iterations a worse start adds.)
         The loop stops once the remaining Newton step is below ``_ENDGAME`` (1e-6), after
         ``max_iterations``, or when no damped step lowers c any more (round-off at the mode);
         a last undamped Newton step is then taken without evaluating the model again:
@@ -256,14 +270,17 @@ class PopulationProblem(eqx.Module):
 
         eta0 = jnp.zeros(self.q, dtype=outer.dtype)
         if start is not None:
-            # which start is best needs c only; the derivatives only at the chosen one
             guesses = jnp.reshape(start, (-1, self.q))
-            guesses = jnp.where(jnp.all(jnp.isfinite(guesses), axis=1, keepdims=True),
-                                guesses, eta0)
-            candidates = jnp.concatenate([guesses, eta0[None]])  # ties go to a guess
-            values = jax.vmap(lambda e: self._conditional(e, outer, subject)[0])(candidates)
-            eta0 = candidates[jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))]
+            finite = jnp.all(jnp.isfinite(guesses), axis=1)
+            eta0 = jnp.where(jnp.any(finite), guesses[jnp.argmax(finite)], eta0)
         parts = self._newton_parts(eta0, outer, subject)
+        # where c cannot be evaluated at the guess (far off, or the model failed there), the
+        # first step goes back towards eta = 0, the typical subject, and is taken if c is
+        # finite there
+        usable = jnp.isfinite(parts[0]) & jnp.all(jnp.isfinite(parts[1])) & jnp.all(
+            jnp.isfinite(parts[2]))
+        parts = (jnp.where(usable, parts[0], jnp.inf), jnp.where(usable, parts[1], eta0),
+                 jnp.where(usable, parts[2], jnp.eye(self.q, dtype=outer.dtype)))
         carry = (eta0, *parts, jnp.asarray(1e-3, outer.dtype), 0, jnp.asarray(False))
         eta, _, gradient, hessian, _, _, _ = jax.lax.while_loop(keep_going, body, carry)
         step = newton_step(gradient, hessian)
@@ -309,57 +326,28 @@ class PopulationProblem(eqx.Module):
     def subject_value_and_gradient(self, outer: Array, subject: SubjectData,
                                    start: Array | None = None):
         """(-2 log L_i, its gradient in ``outer``, eta_hat, converged, d eta_hat / d outer)
-        for one subject, the gradient from one forward-over-forward pass at the mode;
-        ``start``: guesses of the mode (``_search_mode``). With x = (eta, outer) that
-        pass gives the derivatives in x of c, of its gradient in eta (the exact Hessian H and
-        the mixed block M) and of J and the weights; the mode moves with outer as
-        d eta_hat = -H^-1 M (implicit function theorem), so the total derivatives along outer
-        are those in x times [-H^-1 M; I], pushed through the log-determinant by ``jvp``. The
-        same numbers as differentiating ``subject_minus_2_log_likelihood`` (a test compares
-        them), for one model pass with (q + 1)(n_fixed + 1) tangents (``_prediction_model``)
-        instead of two passes."""
+        for one subject; ``start``: guesses of the mode (``_search_mode``). The gradient is
+        written out (``foce.value_and_gradient``) from one model pass at the mode carrying
+        (q + 1)(n_fixed + 1) tangents (``_model_jets``) and the observation models'
+        derivatives row by row; the mode moves with outer along its implicit derivative.
+        The same numbers as differentiating ``subject_minus_2_log_likelihood`` (a test
+        compares them)."""
         subject = jax.tree.map(jnp.asarray, subject)
         eta, converged = self._search_mode(outer, subject, 100, 1e-8, start)
-        q, p = self.q, outer.size
-        prediction = self._prediction_model(eta, outer, subject)
+        model = self._model_jets(eta, outer, subject)
+        rows = self._observation_jets(model.f, outer, subject)
+        value, gradient, d_eta = foce.value_and_gradient(eta, model, rows,
+                                                         self._prior_terms(outer), self.n_omega)
+        return value, gradient, eta, converged, d_eta
 
-        def in_eta(x):
-            (c, _, weights), (gradient, jac, weights_jac) = value_and_jacobian(
-                lambda e: (lambda c, fw: (c, *fw))(
-                    *self._conditional(e, x[q:], subject, prediction)), x[:q])
-            return c, weights, gradient, jac
-
-        (c, weights, _, jac), (dc, dweights, dgradient, djac) = value_and_jacobian(
-            in_eta, jnp.concatenate([eta, outer]))
-        d_eta = -small.solve(dgradient[:, :q], dgradient[:, q:])
-        along_outer = jnp.concatenate([d_eta, jnp.eye(p, dtype=outer.dtype)])
-
-        def minus_2_log_likelihood(c_, jac_, weights_, outer_):
-            _, chol, _ = self.unpack(outer_)
-            log_det_information = small.log_det_spd(self._information(jac_, weights_, outer_))
-            return 2.0 * c_ + 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + log_det_information
-
-        primals = (c, jac, weights, outer)
-        gradient = jax.vmap(lambda *t: jax.jvp(minus_2_log_likelihood, primals, t)[1],
-                            in_axes=(0, 2, 1, 0))(
-            dc @ along_outer, djac @ along_outer, dweights @ along_outer,
-            jnp.eye(p, dtype=outer.dtype))
-        return minus_2_log_likelihood(*primals), gradient, eta, converged, d_eta
-
-    def _prediction_model(self, eta: Array, outer: Array, subject: SubjectData):
-        """The model's predictions near (eta, outer) as a function of them that has the same
-        value, first derivatives and mixed second derivatives d^2 f / d eta d(eta, theta)
-        there, from one model pass carrying q x n_fixed second-order tangents:
-
-            f(eta + e, theta + t) ~ f + F_eta e + F_theta t + e' G t + e' H e / 2
-
-        with G = d^2 f / d eta d theta and H = d^2 f / d eta^2 = G D (the unknowns move as
-        theta + D eta). Those are all the derivatives of f that the gradient of -2 log L_i
-        needs (it differentiates c, J = df/deta and the weights once more in (eta, outer),
-        never twice in theta), and f does not depend on Omega or the error parameters:
-        differentiating the model itself along all of (eta, outer) carries (q + 1)(q + p + 1)
-        tangents, along (eta, theta) (q + 1)(n_fixed + 1) (12 instead of 27 for fm3)."""
-        n_fixed = self.n_fixed
+    def _model_jets(self, eta: Array, outer: Array, subject: SubjectData) -> foce.ModelJets:
+        """The predictions at (eta, theta) with their first derivatives and the second ones
+        along eta and (eta, theta), from one model pass along eta inside one along theta:
+        H = d^2 f / d eta^2 = G D with G = d^2 f / d eta d theta (the unknowns move as
+        theta + D eta). The predictions do not depend on Omega or the error parameters, and
+        the gradient never needs them twice along theta: (q + 1)(n_fixed + 1) tangents (12
+        for fm3) where all second derivatives along (eta, outer) would carry (q + 1)
+        (q + p + 1) (27)."""
         design = jnp.asarray(self.design, dtype=outer.dtype)
         theta, _, error_z = self.unpack(outer)
 
@@ -368,15 +356,45 @@ class PopulationProblem(eqx.Module):
             return value_and_jacobian(
                 lambda e: self.problem.predict(z(e), subject, _FORWARD), jnp.zeros_like(eta))
 
-        (f, f_eta), (f_theta, g) = value_and_jacobian(along_eta, theta)
-        h = g @ design  # (observations, q, q)
+        (f, f_eta), (f_theta, f_eta_theta) = foce.kept(value_and_jacobian(along_eta, theta))
+        f_eta_eta = jnp.sum(f_eta_theta[..., None] * design, axis=-2)  # G D, elementwise
+        return foce.ModelJets(f, f_eta, f_theta, f_eta_theta, f_eta_eta)
 
-        def prediction(eta_, outer_):
-            e, t = eta_ - eta, outer_[:n_fixed] - theta
-            return (f + f_eta @ e + f_theta @ t + jnp.einsum("j,ijk,k->i", e, g, t)
-                    + 0.5 * jnp.einsum("j,ijk,k->i", e, h, e))
+    def _observation_jets(self, predicted: Array, outer: Array,
+                          subject: SubjectData) -> foce.ObservationJets:
+        """Every row's -log L, normal-scale prediction and weight with their derivatives in
+        the prediction and the error parameters, to second order (``foce.ObservationJets``):
+        one forward-over-forward pass along (a shift of every prediction, the error
+        parameters), which gives each row its own derivatives because rows depend on their
+        own prediction only."""
+        problem = self.problem
+        theta, _, error_z = self.unpack(outer)
+        mask = jnp.asarray(subject.mask)
 
-        return prediction
+        def rows(x):
+            shifted = predicted + x[0]
+            z = jnp.concatenate([theta, error_z + x[1:]])
+            _, linear, variance = problem.linearised(shifted, z, subject)
+            return jnp.stack([problem.neg_log_likelihood_rows(shifted, z, subject), linear,
+                              jnp.where(mask, 1.0 / variance, 0.0)])
+
+        (value, first), (_, second) = value_and_jacobian(
+            lambda x: value_and_jacobian(rows, x), jnp.zeros(1 + error_z.size, outer.dtype))
+        return foce.ObservationJets(
+            nll=value[0], nll_f=first[0, :, 0], nll_ff=second[0, :, 0, 0],
+            nll_s=first[0, :, 1:], nll_fs=second[0, :, 0, 1:],
+            linear_f=first[1, :, 0], linear_ff=second[1, :, 0, 0],
+            linear_fs=second[1, :, 0, 1:],
+            weight=value[2], weight_f=first[2, :, 0], weight_s=first[2, :, 1:])
+
+    def _prior_terms(self, outer: Array) -> foce.PriorTerms:
+        """Omega^-1 and log det Omega with their derivatives along ``outer``."""
+        def terms(o):
+            _, chol, _ = self.unpack(o)
+            return small.inverse_from_cholesky(chol), 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
+
+        (inverse, log_det), (d_inverse, d_log_det) = value_and_jacobian(terms, outer)
+        return foce.PriorTerms(inverse, d_inverse, log_det, d_log_det)
 
     def minus_2_log_likelihood(self, outer: Array, subjects: SubjectData) -> Array:
         """-2 log L of all subjects (stacked ``SubjectData``), every constant included."""
@@ -851,7 +869,7 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
             *summed, own = _evaluate_in_process(population_, batch_, outer, rows, start)
             return (*(combine(x) for x in summed), own)
 
-        program = jax.jit(evaluate)
+        program = jax.jit(evaluate, compiler_options=_compiler_options())
         if key is not None:
             if len(_PROGRAMS) >= 32:  # each holds a compiled program: forget the oldest
                 _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -860,3 +878,18 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
 
 
 _PROGRAMS: dict = {}
+
+
+def _compiler_options() -> dict[str, str] | None:
+    """XLA options of the evaluator's program on the CPU, measured on 1,000 subjects (a
+    warm fit 0.29 s without them, 0.16 s with both):
+
+    - keep ``jax.lax.optimization_barrier`` (``foce.kept``) through to code generation.
+      The CPU pipeline's ``cse_barrier_expander`` removes barriers before fusion; XLA then
+      fuses the model's derivatives into each consumer and recomputes them there;
+    - no YNNPACK fusions: their float64 reductions over the few rows of a subject were the
+      slowest operations of the program."""
+    if jax.default_backend() != "cpu":
+        return None
+    return {"xla_disable_hlo_passes": "cse_barrier_expander",
+            "xla_cpu_experimental_ynn_fusion_type": ""}

@@ -190,6 +190,22 @@ class LogNormalError(ErrorModel):
 
 # -- the problem -----------------------------------------------------------------------------
 
+def _error_parameters(params: Mapping[str, Array], variable: str, model: ErrorModel):
+    return {p: params[f"error.{variable}.{p}"] for p in model.parameters}
+
+
+def _by_variable(observations, subject: SubjectData, per_variable: list[Array]) -> Array:
+    """Row j of ``per_variable[k]`` where row j observes variable k. With one observed
+    variable that is the one array as it is: a population fit differentiates these rows
+    along a dozen directions, and selecting among one array costs a select per direction."""
+    if len(observations) == 1:
+        return jnp.broadcast_to(per_variable[0], jnp.shape(subject.variable_index))
+    index = jnp.asarray(subject.variable_index)
+    out = per_variable[0]
+    for k in range(1, len(observations)):
+        out = jnp.where(index == k, per_variable[k], out)
+    return out
+
 # routes whose doses act on a parameter through its organ's dose rule
 PARAMETER_ROUTES = ("meal", "subcutaneous")
 
@@ -474,9 +490,8 @@ class Problem(eqx.Module):
                                     rtol=self.rtol, atol=self.atol,
                                     max_steps=self.max_steps, throw=False, adjoint=adjoint,
                                     save_at_ticks=twin.sample_period() is not None)
-        columns = jnp.stack([solution[name] for name, _ in self.observations], axis=-1)
-        index = jnp.asarray(subject.variable_index)
-        return jnp.take_along_axis(columns, index[:, None], axis=1)[:, 0]
+        return _by_variable(self.observations, subject,
+                            [solution[name] for name, _ in self.observations])
 
     def neg_log_likelihood(self, z: Array, subject: SubjectData, adjoint=None) -> Array:
         """-log L of the subject's observations (constants included); inf if the solve fails."""
@@ -484,30 +499,29 @@ class Problem(eqx.Module):
 
     def neg_log_likelihood_of(self, predicted: Array, z: Array, subject: SubjectData) -> Array:
         """``neg_log_likelihood`` from predictions already made (``predict``)."""
-        params = self.constrained(z)
-        per_row = jnp.zeros_like(predicted)
-        index = jnp.asarray(subject.variable_index)
-        observed = jnp.asarray(subject.values)
-        for k, (variable, model) in enumerate(self.observations):
-            own = {p: params[f"error.{variable}.{p}"] for p in model.parameters}
-            per_row = jnp.where(index == k, model.neg_log_likelihood(observed, predicted, own),
-                                per_row)
-        total = jnp.sum(jnp.where(jnp.asarray(subject.mask), per_row, 0.0))
+        total = jnp.sum(self.neg_log_likelihood_rows(predicted, z, subject))
         return jnp.where(jnp.isfinite(total), total, jnp.inf)
+
+    def neg_log_likelihood_rows(self, predicted: Array, z: Array, subject: SubjectData) -> Array:
+        """Each observation row's -log L (0 on padding rows); row j depends on
+        ``predicted[j]`` only."""
+        params = self.constrained(z)
+        observed = jnp.asarray(subject.values)
+        per_row = _by_variable(self.observations, subject, [
+            model.neg_log_likelihood(observed, predicted, _error_parameters(params, variable,
+                                                                            model))
+            for variable, model in self.observations])
+        return jnp.where(jnp.asarray(subject.mask), per_row, 0.0)
 
     def linearised(self, predicted: Array, z: Array, subject: SubjectData):
         """(observations, predictions, residual variances) on the scale where each observation
         model is normal (``ErrorModel.linearised``), for first-order approximations."""
         params = self.constrained(z)
         observed = jnp.asarray(subject.values)
-        index = jnp.asarray(subject.variable_index)
-        y, f, v = observed, predicted, jnp.ones_like(predicted)
-        for k, (variable, model) in enumerate(self.observations):
-            own = {p: params[f"error.{variable}.{p}"] for p in model.parameters}
-            yk, fk, vk = model.linearised(observed, predicted, own)
-            y, f, v = (jnp.where(index == k, yk, y), jnp.where(index == k, fk, f),
-                       jnp.where(index == k, vk, v))
-        return y, f, v
+        parts = [model.linearised(observed, predicted, _error_parameters(params, variable, model))
+                 for variable, model in self.observations]
+        return tuple(_by_variable(self.observations, subject, [part[i] for part in parts])
+                     for i in range(3))
 
     def neg_log_prior(self, z: Array) -> Array:
         values = self.constrained(z)

@@ -75,7 +75,9 @@ def inverse_from_cholesky(lower: Array) -> Array:
                                                    lower.shape[:-1]))
                for k in range(q)]
     inverse_lower = jnp.stack(columns, axis=-1)  # L^-1
-    return jnp.einsum("...ki,...kj->...ij", inverse_lower, inverse_lower)
+    # (L^-1)' L^-1 as a broadcast product and sum, not a matrix product: batched over
+    # subjects, XLA's CPU matrix product of small blocks is a library call per block
+    return jnp.sum(inverse_lower[..., :, :, None] * inverse_lower[..., :, None, :], axis=-3)
 
 
 def log_det_spd(a: Array) -> Array:

@@ -71,9 +71,10 @@ def test_foce_gradient_matches_finite_differences(records, record_property):
 
 
 def test_gradient_pass_matches_differentiating_the_objective(records, record_property):
-    """The fits' gradient (one pass at the modes, the model replaced by its second-order
-    Taylor model in (eta, theta)) against JAX differentiating -2 log L itself (reverse mode
-    through the modes' implicit derivative), for fm1's full covariance of three effects."""
+    """The fits' gradient (written out from one model pass at the modes,
+    ``calibration/_foce_gradient.py``) against JAX differentiating -2 log L itself (reverse
+    mode through the modes' implicit derivative), for fm1's full covariance of three
+    effects."""
     population = cal.theoph_population(("lKe", "lKa", "lCl"), "full")
     outer = population.initial() + 0.05
     value, gradient = cal.population_minus_2_log_likelihood(population, records, outer,
@@ -87,6 +88,36 @@ def test_gradient_pass_matches_differentiating_the_objective(records, record_pro
     record_property("foce_gradient_pass_vs_autodiff", error)
     assert abs(value - float(expected_value)) < 1e-9 * abs(value)
     assert error < 1e-9
+
+
+@pytest.mark.parametrize("error", ["combined", "log-normal"])
+def test_gradient_pass_with_error_models_that_depend_on_the_prediction(records, error,
+                                                                        record_property):
+    """The written-out gradient where the residual variance depends on the prediction
+    (combined error: the weights move with eta and theta) and where the normal scale is not
+    the prediction's own (log-normal: d log f / d f enters J and its derivatives)."""
+    from physiology_models.twins import oral_pk
+
+    model = cal.Combined(0.3, 0.1) if error == "combined" else cal.LogNormalError(0.2)
+    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
+    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
+                                 ("drug.ka", "drug.clearance", "drug.volume")],
+                          {"drug.concentration": model}, {"oral": "drug.depot"}, time_unit="h")
+    population = cal.PopulationProblem(problem, ["drug.ka", "drug.clearance"])
+    # no pre-dose samples: a log-normal model of a prediction of 0 has no density (and
+    # JAX's own derivatives of it are NaN)
+    kept = records[records["value"].isna() | (records["time"] > 0)]
+    outer = population.initial() + 0.05
+    value, gradient = cal.population_minus_2_log_likelihood(population, kept, outer,
+                                                            gradient=True)
+    batch = cal.read_subjects(kept, cal.subject_ids(kept), problem.observed,
+                              problem.dose_units, problem.minutes_per_time_unit)
+    expected_value, expected = jax.jit(jax.value_and_grad(
+        lambda o: population.minus_2_log_likelihood(o, batch)))(outer)
+    error_ = float(np.max(np.abs(gradient - np.asarray(expected)) / (1.0 + np.abs(expected))))
+    record_property(f"foce_gradient_pass_vs_autodiff_{error}", error_)
+    assert abs(value - float(expected_value)) < 1e-9 * abs(value)
+    assert error_ < 1e-9
 
 
 def differences_from_nlme(fit, reference, effects) -> dict[str, float]:
