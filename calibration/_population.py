@@ -667,26 +667,22 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     # each evaluation's search for the conditional modes starts from the last evaluation's
     # modes moved to the new point along their implicit derivatives (an optimiser's steps are
     # near each other, and that extrapolation errs by the square of the step: no Newton
-    # iteration or one, instead of three), or from those modes unmoved, whichever is better
+    # iteration or one, instead of three); modes and derivatives stay on the device
     evaluate_one = _evaluator(population, batch, rows, distributed)
-    own = (mine.stop - mine.start, population.q, len(population.names))
-    last = {"outer": None, "eta": np.zeros(own[:2]), "slopes": np.zeros(own)}
+    last = {"previous": None}
     evaluated: dict[bytes, tuple] = {}  # scipy's answer is a point it has evaluated
-
-    def starts(outer):
-        moved = last["eta"] if last["outer"] is None else (
-            last["eta"] + last["slopes"] @ (np.asarray(outer) - last["outer"]))
-        return jnp.asarray(np.stack([moved, last["eta"]], axis=1))
 
     def evaluate(outer):
         outer = np.asarray(outer, dtype=float)
         if outer.tobytes() not in evaluated:
-            *result, (eta, slopes) = evaluate_one(jnp.asarray(outer), starts(outer))
-            result = tuple(np.asarray(a) for a in result)
-            evaluated[outer.tobytes()] = (result, np.asarray(eta), np.asarray(slopes))
-        result, eta, slopes = evaluated[outer.tobytes()]
+            value, gradient, products, eta, converged, modes = evaluate_one(
+                jnp.asarray(outer), last["previous"])
+            evaluated[outer.tobytes()] = (
+                (float(value), np.asarray(gradient), np.asarray(products), eta, converged),
+                (jnp.asarray(outer), *modes))
+        result, previous = evaluated[outer.tobytes()]
         if np.isfinite(result[0]):
-            last.update(outer=outer, eta=eta, slopes=slopes)
+            last["previous"] = previous
         return result  # (value, gradient, outer products, eta_hat, converged)
 
     def value_and_gradient(x):
@@ -728,7 +724,8 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
         # all p points dispatched before any result is read (no wait between them), each
         # search from the modes at x moved along their derivatives
         hessian = observed_information(
-            lambda xs: np.stack([evaluate_one(jnp.asarray(z), starts(z))[1] for z in xs]),
+            lambda xs: np.stack([evaluate_one(jnp.asarray(z), last["previous"])[1]
+                                 for z in xs]),
             x, gradient)
         for k in range(_NEWTON_STEPS):
             if k and np.max(np.abs(gradient)) < tolerance:
@@ -760,6 +757,7 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     bar.close()
     covariance = np.linalg.pinv(0.5 * hessian, hermitian=True)  # of -log L
     value, gradient, _, eta, converged = evaluate(outer)
+    eta, converged = np.asarray(eta), np.asarray(converged)
     seconds = time.perf_counter() - started
     n_obs = int(np.sum(np.asarray(batch.mask)))
     if distributed:
@@ -825,14 +823,18 @@ def _outer_product_newton(evaluate, x: np.ndarray, steps: int, tolerance: float,
 
 
 def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, outer: Array,
-                        rows: tuple[int, int, int], start: Array | None):
+                        rows: tuple[int, int, int], previous):
     """(-2 log L, its gradient, the outer-product approximation of its Hessian, every
     subject's eta_hat, converged flags, (eta_hat, d eta_hat / d outer) of this process's
     subjects) of this process's subjects ``rows[0]:rows[1]`` of ``rows[2]``, each subject's
     row of the fourth and fifth filled by the process that owns it (the others stay 0, for a
-    sum over ranks); ``start``: guesses of this process's subjects' modes, shape (subjects,
-    guesses, q) (None: from eta = 0)."""
+    sum over ranks). ``previous``: (outer vector, eta_hat, d eta_hat / d outer) of an earlier
+    evaluation; each mode search starts from that eta_hat moved to ``outer`` along its
+    derivative (or from the eta_hat itself where that is not finite)."""
     first, last, n_subjects = rows
+    earlier, eta_before, slopes_before = previous
+    moved = eta_before + jnp.sum(slopes_before * (outer - earlier), axis=-1)
+    start = jnp.stack([moved, eta_before], axis=1)
     values, gradients, eta, converged, slopes = jax.vmap(
         population.subject_value_and_gradient, in_axes=(None, 0, 0))(outer, batch, start)
     everyone = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
@@ -846,9 +848,11 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
 
 def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[int, int, int],
                distributed: bool):
-    """A function ``(outer, start) -> (-2 log L, gradient, outer products, eta_hat, converged,
-    (own eta_hat, own d eta_hat / d outer))`` of one compiled program
-    (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``.
+    """A function ``(outer, previous) -> (-2 log L, gradient, outer products, eta_hat,
+    converged, (own eta_hat, own d eta_hat / d outer))`` of one compiled program
+    (``_evaluate_in_process``), the first five summed over MPI ranks when ``distributed``;
+    ``previous``: (outer, own eta_hat, own d eta_hat / d outer) of an earlier evaluation to
+    start the mode searches from, or None (from eta = 0).
     The population and the data are split into arrays, passed on each call, and the rest,
     which keys a module-level cache of compiled programs, so refits with new data of the
     same shapes reuse the program; equinox's ``filter_jit`` would split them again at every
@@ -864,9 +868,9 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
     if program is None:
         combine = vht.distributed.sum_over_ranks if distributed else (lambda x: x)
 
-        def evaluate(leaves_, outer, start):
+        def evaluate(leaves_, outer, previous):
             population_, batch_ = eqx.combine(jax.tree.unflatten(arrays_def, leaves_), static)
-            *summed, own = _evaluate_in_process(population_, batch_, outer, rows, start)
+            *summed, own = _evaluate_in_process(population_, batch_, outer, rows, previous)
             return (*(combine(x) for x in summed), own)
 
         program = jax.jit(evaluate, compiler_options=_compiler_options())
@@ -874,7 +878,15 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
             if len(_PROGRAMS) >= 32:  # each holds a compiled program: forget the oldest
                 _PROGRAMS.pop(next(iter(_PROGRAMS)))
             _PROGRAMS[key] = program
-    return lambda outer, start: program(leaves, outer, start)
+    own = (rows[1] - rows[0], population.q)
+
+    def call(outer, previous):
+        if previous is None:  # from eta = 0
+            p = outer.shape[0]
+            previous = (outer, jnp.zeros(own, outer.dtype), jnp.zeros(own + (p,), outer.dtype))
+        return program(leaves, outer, previous)
+
+    return call
 
 
 _PROGRAMS: dict = {}

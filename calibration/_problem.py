@@ -36,6 +36,7 @@ import numpy as np
 from jaxtyping import Array
 
 import vht
+from vht._closed_form import closed_form_outputs
 
 from ._records import ROUTES, SubjectData, read_subjects
 
@@ -484,7 +485,10 @@ class Problem(eqx.Module):
                 subject.dose_times)) if len(subject.dose_times) else 0.0))
             t1 = None
         if self.solution == "closed_form":
-            solution = vht.simulate_closed_form(twin, self.scenario(subject), ts=times, t0=t0)
+            # non-finite predictions make the likelihood infinite: no output is masked here
+            return _by_variable(self.observations, subject, closed_form_outputs(
+                twin, self.scenario(subject), [name for name, _ in self.observations],
+                ts=times, t0=t0))
         else:
             solution = vht.simulate(twin, self.scenario(subject), ts=times, t0=t0, t1=t1,
                                     rtol=self.rtol, atol=self.atol,

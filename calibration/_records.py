@@ -155,7 +155,11 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
     subjects = [str(s) for s in subjects]
     unique = list(dict.fromkeys(subjects))
     columns = _columns(records, parameters)
-    owner = pd.Index(unique).get_indexer(records["subject"].astype(str).to_numpy())
+    # each row's subject as its index in ``unique`` (-1: not asked for); one hashing pass
+    # when the subjects asked for are the table's, in its order (a population fit's case)
+    codes, in_table = pd.factorize(records["subject"].astype(str).to_numpy())
+    owner = codes if list(in_table) == unique else pd.Index(unique).get_indexer(
+        np.asarray(in_table, dtype=object)[codes])
     n = len(unique)
     present = np.bincount(owner[owner >= 0], minlength=n)
     if np.any(present == 0):
@@ -172,6 +176,7 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
     obs, obs_who, obs_rank, obs_counts = rows("no_value")
     dose, dose_who, dose_rank, dose_counts = rows("no_dose")
     variable_codes, variables = pd.factorize(columns["variable"][obs], use_na_sentinel=False)
+    route_codes, routes = pd.factorize(columns["route"][dose], use_na_sentinel=False)
     known_variable = np.array([v in observed for v in variables], dtype=bool)
     if not known_variable.all():
         bad = ~known_variable[variable_codes]
@@ -186,10 +191,11 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
         raise ValueError(f"subject {unique[int(np.argmax(too_many))]}: more records than the "
                          "padding allows")
 
-    def converted(amounts, units, targets, unit_of):
+    # every row's unit as a code, once for observations and doses alike
+    all_unit_codes, unit_values = pd.factorize(columns["unit"], use_na_sentinel=False)
+
+    def converted(amounts, unit_codes, target_codes, target_values, unit_of):
         """amounts times the factor from each row's unit to its target's unit"""
-        unit_codes, unit_values = pd.factorize(units, use_na_sentinel=False)
-        target_codes, target_values = pd.factorize(targets, use_na_sentinel=False)
         pairs, pair_of_row = np.unique(unit_codes * len(target_values) + target_codes,
                                        return_inverse=True)
         factors = np.array([vht.conversion_factor(
@@ -212,7 +218,7 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
     arrays = dict(
         times=times,
         values=padded(n_observations, 0.0, obs_who, obs_rank, converted(
-            columns["value"][obs], columns["unit"][obs], columns["variable"][obs],
+            columns["value"][obs], all_unit_codes[obs], variable_codes, variables,
             lambda v: observed[v])),
         variable_index=padded(n_observations, 0, obs_who, obs_rank,
                                np.array([names.index(v) for v in variables],
@@ -221,12 +227,13 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
         dose_times=padded(n_doses, 0.0, dose_who, dose_rank,
                            time[dose] * minutes_per_time_unit),
         dose_amounts=padded(n_doses, 0.0, dose_who, dose_rank, converted(
-            columns["dose_amount"][dose], columns["unit"][dose], columns["route"][dose],
+            columns["dose_amount"][dose], all_unit_codes[dose], route_codes, routes,
             lambda r: dose_units[r])),
         dose_durations=padded(n_doses, 0.0, dose_who, dose_rank,
                                columns["duration"][dose] * minutes_per_time_unit),
         route_index=padded(n_doses, 0, dose_who, dose_rank,
-                            [ROUTES.index(r) for r in columns["route"][dose]], int),
+                            np.array([ROUTES.index(r) for r in routes],
+                                     dtype=int)[route_codes] if len(dose) else [], int),
         parameters=_subject_parameters(columns, owner, unique, parameters),
     )
     # (first, last) record time in minutes with 0 included; doses after the last observation
@@ -236,9 +243,12 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
     dose_end = np.zeros(n)
     np.maximum.at(dose_end, dose_who, time[dose])
     last = np.where(obs_counts > 0, np.maximum(last_time, 0.0), dose_end)
-    position = {s: i for i, s in enumerate(unique)}
-    index = [position[s] for s in subjects]
-    arrays = {name: a[index] for name, a in arrays.items()}
+    if subjects != unique:  # repeated subjects: a row for each
+        position = {s: i for i, s in enumerate(unique)}
+        index = [position[s] for s in subjects]
+        arrays = {name: a[index] for name, a in arrays.items()}
+    else:
+        index = slice(None)
     arrays["span"] = (float(first[index].min()) * minutes_per_time_unit,
                       float(last[index].max()) * minutes_per_time_unit)
     return arrays

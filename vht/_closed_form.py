@@ -164,12 +164,46 @@ def simulate_closed_form(twin: Twin, scenario: Scenario | None = None, *, ts: Ar
     be superposed (``closed_form_refusal`` says why); use ``simulate`` for those.
     """
     scenario = Scenario() if scenario is None else scenario
+    dtype = jnp.result_type(float)
+    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=dtype))
+    ys = _superposed_states(twin, scenario, ts, t0, y0)
+    signals = jax.vmap(twin.signals)(ts, ys)
+    finite = jnp.all(jnp.isfinite(ys)) & jnp.all(jnp.isfinite(signals))
+    status = jnp.where(finite, Status.OK, Status.NONFINITE).astype(jnp.int32)
+    ys, signals = (jnp.where(finite, ys, jnp.nan), jnp.where(finite, signals, jnp.nan))
+    config = (("solver", "closed form (superposition)"), ("time_unit", "min"))
+    return Solution(ts, ys, signals, status, jnp.asarray(0), twin.state_names, twin.state_units,
+                    twin.signal_names, twin.signal_units, config)
+
+
+def closed_form_outputs(twin: Twin, scenario: Scenario | None, names: list[str], *,
+                        ts: ArrayLike, t0: ArrayLike = 0.0) -> list[Array]:
+    """The states or signals ``names`` of ``simulate_closed_form(twin, scenario, ts=ts,
+    t0=t0)``, without its check that every output is finite (values that are not finite
+    stay as computed, and no other output is computed): for a likelihood, which is infinite
+    where a prediction is, and which differentiates the outputs along many tangents, where
+    masking each one costs a select per tangent."""
+    scenario = Scenario() if scenario is None else scenario
+    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=jnp.result_type(float)))
+    ys = _superposed_states(twin, scenario, ts, t0, None)
+    states = list(twin.state_names)
+    if all(name in states for name in names):
+        return [ys[:, states.index(name)] for name in names]
+    signals = jax.vmap(twin.signals)(ts, ys)
+    signal_names = list(twin.signal_names)
+    return [ys[:, states.index(name)] if name in states
+            else signals[:, signal_names.index(name)] for name in names]
+
+
+def _superposed_states(twin: Twin, scenario: Scenario, ts: Array, t0: ArrayLike,
+                       y0: ArrayLike | None) -> Array:
+    """Every state at ``ts``, shape (len(ts), states), by superposition (see
+    ``simulate_closed_form``)."""
     reason = closed_form_refusal(twin, scenario)
     if reason is not None:
         raise ValueError(f"simulate_closed_form cannot solve this twin: {reason}; use "
                          "vht.simulate")
     dtype = jnp.result_type(float)
-    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=dtype))
     t0 = jnp.asarray(t0, dtype=dtype)
     if y0 is None:
         # evaluated now where it does not depend on traced parameters (a PK model starts
@@ -220,11 +254,4 @@ def simulate_closed_form(twin: Twin, scenario: Scenario | None = None, *, ts: Ar
         for k, v in on_part.items():
             key = f"{organ_name}.{k}"
             total[key] = total[key] + weight * (v - off_part[k])
-    ys = jnp.stack([total[name] for name in names], axis=-1)
-    signals = jax.vmap(twin.signals)(ts, ys)
-    finite = jnp.all(jnp.isfinite(ys)) & jnp.all(jnp.isfinite(signals))
-    status = jnp.where(finite, Status.OK, Status.NONFINITE).astype(jnp.int32)
-    ys, signals = (jnp.where(finite, ys, jnp.nan), jnp.where(finite, signals, jnp.nan))
-    config = (("solver", "closed form (superposition)"), ("time_unit", "min"))
-    return Solution(ts, ys, signals, status, jnp.asarray(0), twin.state_names, twin.state_units,
-                    twin.signal_names, twin.signal_units, config)
+    return jnp.stack([total[name] for name in names], axis=-1)
