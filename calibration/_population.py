@@ -387,9 +387,9 @@ class PopulationProblem(eqx.Module):
                           subject: SubjectData) -> foce.ObservationJets:
         """Every row's -log L, normal-scale prediction and weight with their derivatives in
         the prediction and the error parameters, to second order (``foce.ObservationJets``):
-        one forward-over-forward pass along (a shift of every prediction, the error
-        parameters), which gives each row its own derivatives because rows depend on their
-        own prediction only."""
+        one forward pass along (a shift of every prediction, the error parameters) inside
+        one along the shift, which gives each row its own derivatives because rows depend on
+        their own prediction only."""
         problem = self.problem
         theta, _, error_z = self.unpack(outer)
         mask = jnp.asarray(subject.mask)
@@ -401,13 +401,15 @@ class PopulationProblem(eqx.Module):
             return jnp.stack([problem.neg_log_likelihood_rows(shifted, z, subject), linear,
                               jnp.where(mask, 1.0 / variance, 0.0)])
 
-        (value, first), (_, second) = value_and_jacobian(
-            lambda x: value_and_jacobian(rows, x), jnp.zeros(1 + error_z.size, outer.dtype))
+        # first derivatives along all of x, and theirs along the shift only (no second
+        # derivative in the error parameters alone is needed)
+        x0 = jnp.zeros(1 + error_z.size, outer.dtype)
+        (value, first), (_, along_f) = jax.jvp(
+            lambda x: value_and_jacobian(rows, x), (x0,), (x0.at[0].set(1.0),))
         return foce.ObservationJets(
-            nll=value[0], nll_f=first[0, :, 0], nll_ff=second[0, :, 0, 0],
-            nll_s=first[0, :, 1:], nll_fs=second[0, :, 0, 1:],
-            linear_f=first[1, :, 0], linear_ff=second[1, :, 0, 0],
-            linear_fs=second[1, :, 0, 1:],
+            nll=value[0], nll_f=first[0, :, 0], nll_ff=along_f[0, :, 0],
+            nll_s=first[0, :, 1:], nll_fs=along_f[0, :, 1:],
+            linear_f=first[1, :, 0], linear_ff=along_f[1, :, 0], linear_fs=along_f[1, :, 1:],
             weight=value[2], weight_f=first[2, :, 0], weight_s=first[2, :, 1:])
 
     def _prior_terms(self, outer: Array) -> foce.PriorTerms:
