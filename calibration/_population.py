@@ -796,8 +796,11 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
 # terms must be well conditioned (Theoph's 12 subjects for fm3's 6 unknowns are too few)
 _OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN = 5
 # where the outer products predict less than this decrease of -2 log L, Newton steps with the
-# observed information (computed for the standard errors anyway) finish the fit
-_CLOSE = 1e-6
+# observed information (computed for the standard errors anyway) finish the fit. Measured on
+# 60, 200 and 1,000 synthetic subjects against 1e-6: one or two evaluations fewer, the same
+# optimum (-2 log L to 1e-7), standard errors within 2.5e-5 to 9e-5 relative (the
+# information is computed that much nearer or farther from the optimum)
+_CLOSE = 1e-4
 # Newton steps with the observed information at most, after the optimiser
 _NEWTON_STEPS = 4
 
