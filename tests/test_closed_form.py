@@ -112,6 +112,30 @@ def test_closed_form_gradients_match_the_ode_gradients(build):
     np.testing.assert_allclose(exact, ode, rtol=1e-7)
 
 
+def test_closed_form_outputs_are_the_solutions_states_and_signals_unmasked():
+    """``closed_form_outputs`` (the population fits' predictions) gives the same states and
+    signals as ``simulate_closed_form``, and leaves a value that is not finite as it is where
+    the Solution masks every output with NaN."""
+    from vht._closed_form import closed_form_outputs
+
+    twin = one_compartment(lag_time=0.3, bioavailability=0.8)
+    ts = jnp.linspace(0.0, 30.0 * vht.HOUR, 61)
+    solution = vht.simulate_closed_form(twin, _mixed_scenario(), ts=ts)
+    central, concentration = closed_form_outputs(
+        twin, _mixed_scenario(), ["drug.central", "drug.concentration"], ts=ts)
+    np.testing.assert_array_equal(central, solution["drug.central"])
+    np.testing.assert_array_equal(concentration, solution["drug.concentration"])
+    (depot,) = closed_form_outputs(twin, _mixed_scenario(), ["drug.depot"], ts=ts)
+    np.testing.assert_array_equal(depot, solution["drug.depot"])
+    # two doses whose sum overflows: the depot is infinite from their arrival on
+    huge = vht.Scenario([vht.OralDose("drug.depot", 1e308, 0.0)] * 2)
+    masked = vht.simulate_closed_form(one_compartment(), huge, ts=ts)
+    (unmasked,) = closed_form_outputs(one_compartment(), huge, ["drug.depot"], ts=ts)
+    assert int(masked.status) == vht.Status.NONFINITE
+    assert np.all(np.isnan(masked["drug.depot"]))
+    assert np.isposinf(unmasked[0]) and not np.any(np.isnan(unmasked))
+
+
 def test_what_cannot_be_superposed_is_refused_with_the_reason():
     ts = jnp.linspace(0.0, 600.0, 5)
     with pytest.raises(ValueError, match="declare no impulse_response"):
