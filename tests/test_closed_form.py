@@ -91,6 +91,15 @@ def test_responses_stay_exact_where_rates_meet_and_at_zero_rate():
 
     at, below, above = third(k), third(k * (1 - 1e-6)), third(k * (1 + 1e-6))
     assert np.isfinite(at) and abs(below - at) < 1e-5 * abs(at) and abs(above - at) < 1e-5 * abs(at)
+    # and at ka = ke each derivative is the series' own: d^n/da^n = (-1)^n t^(n+1) e^(-kt) / (n+1)
+    f = lambda a: decay_convolution(a, k, 5.0)  # noqa: E731
+    for n, derivative in enumerate([jax.grad(f), jax.grad(jax.grad(f)), third], start=1):
+        np.testing.assert_allclose(derivative(k), (-1) ** n * 5.0 ** (n + 1) * np.exp(-5.0 * k)
+                                   / (n + 1), rtol=1e-14)
+    # a fast rate times a long time is far beyond exp's range; the convolution is not
+    slow_then_fast = np.exp(-0.1 * 100.0) / 9.9 * -np.expm1(-9.9 * 100.0)
+    np.testing.assert_allclose(decay_convolution(0.1, 10.0, 100.0), slow_then_fast, rtol=1e-14)
+    np.testing.assert_allclose(decay_convolution(10.0, 0.1, 100.0), slow_then_fast, rtol=1e-14)
 
 
 @pytest.mark.parametrize("build", [
