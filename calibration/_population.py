@@ -62,8 +62,13 @@ from ._records import SubjectData, read_subjects, subject_ids
 _FORWARD = diffrax.ForwardMode()
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # a Newton step below this (in units of eta) ends the mode search: the step is taken
-# unverified, leaving an error of its square's order
-_ENDGAME = 1e-6
+# unverified, leaving an error of its square's order (1e-10). Against 1e-6 it saved a
+# Newton iteration of most subjects in most early evaluations of a fit (full-batch iterations
+# 18 -> 16 on 1,000 synthetic subjects, warm fits 7 % faster in interleaved runs), with the
+# same optimum (-2 log L to 1e-9, estimates to 2e-16) and standard errors within 1e-11
+# relative on 60, 200 and 1,000 subjects: near the optimum the extrapolated modes are far
+# closer than this anyway
+_ENDGAME = 1e-5
 
 
 class PopulationProblem(eqx.Module):
@@ -231,10 +236,10 @@ class PopulationProblem(eqx.Module):
         point, extrapolated along its implicit derivative, is within a step or two. (No
         guess is compared with another: evaluating c at each cost more, on 1,000 subjects,
         than the Newton iterations a worse start adds.)
-        The loop stops once the remaining Newton step is below ``_ENDGAME`` (1e-6), after
+        The loop stops once the remaining Newton step is below ``_ENDGAME`` (1e-5), after
         ``max_iterations``, or when no damped step lowers c any more (round-off at the mode);
         a last undamped Newton step is then taken without evaluating the model again:
-        Newton's error after a step of size s is of order s^2, about 1e-12 here, and
+        Newton's error after a step of size s is of order s^2, about 1e-10 here, and
         verifying it would cost a whole second-order pass for every subject of the batch.
         (eta_hat, converged), converged when that last step was below ``_ENDGAME`` or
         ``tolerance`` (in units of eta, a test that a gradient test is not when Omega is
