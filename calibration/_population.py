@@ -725,7 +725,7 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
             return np.inf, np.zeros_like(gradient)
         return value, gradient
 
-    outer0 = np.asarray(population.initial() if start is None else start, dtype=float)
+    outer0 = np.asarray(_initial(population) if start is None else start, dtype=float)
     history: list[float] = []
 
     if progress is None:
@@ -805,6 +805,10 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
                          converged.astype(bool), float(np.linalg.norm(gradient)),
                          np.asarray(history), seconds, message)
 
+
+# ``PopulationProblem.initial`` compiled: about twenty eager operations cost 2 ms a fit, the
+# compiled call 0.15 ms
+_initial = eqx.filter_jit(PopulationProblem.initial)
 
 # the outer-product phase needs this many subjects per outer unknown: their sum of rank-one
 # terms must be well conditioned (Theoph's 12 subjects for fm3's 6 unknowns are too few)
