@@ -256,12 +256,10 @@ def _padded_arrays(records: pd.DataFrame, subjects: list[str], observed: Mapping
 
 def _codes(column: pd.Series, rows) -> tuple[np.ndarray, np.ndarray]:
     """(each of ``rows``' code, the distinct values of ``column`` among them in order of
-    first appearance, missing values included): the column is hashed whole through its own
-    ``factorize`` (for pandas' string dtype twice as fast as a numpy object array's) and
-    the rows' integer codes numbered again."""
-    codes, values = column.factorize(use_na_sentinel=False)
-    codes, present = pd.factorize(codes[rows])
-    return codes, np.asarray(values, dtype=object)[present]
+    first appearance, missing values included), hashed through the column's own array
+    (for pandas' string dtype twice as fast as a numpy object array)."""
+    codes, values = column.array[rows].factorize(use_na_sentinel=False)
+    return codes, np.asarray(values, dtype=object)
 
 
 def _subject_parameters(columns: Mapping[str, np.ndarray], owner: np.ndarray,
