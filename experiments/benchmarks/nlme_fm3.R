@@ -23,10 +23,12 @@ for (i in seq_len(repetitions)) {
 }
 fixed <- fixef(fit)
 sds <- as.numeric(VarCorr(fit)[, "StdDev"])
-json <- sprintf(paste0('{"median_seconds": %.6f, "repetitions": %d, "lKe": %.10f, ',
-                       '"lKa": %.10f, "lCl": %.10f, "sd_lKa": %.10f, "sd_lCl": %.10f, ',
-                       '"sd_residual": %.10f, "logLik": %.10f, "R": "%s", "nlme": "%s"}'),
-                median(seconds), repetitions, fixed[["lKe"]], fixed[["lKa"]], fixed[["lCl"]],
+json <- sprintf(paste0('{"seconds": [%s], "median_seconds": %.6f, "repetitions": %d, ',
+                       '"lKe": %.10f, "lKa": %.10f, "lCl": %.10f, "sd_lKa": %.10f, ',
+                       '"sd_lCl": %.10f, "sd_residual": %.10f, "logLik": %.10f, "R": "%s", ',
+                       '"nlme": "%s"}'),
+                paste(sprintf("%.6f", seconds), collapse = ", "), median(seconds), repetitions,
+                fixed[["lKe"]], fixed[["lKa"]], fixed[["lCl"]],
                 sds[1], sds[2], sds[3], as.numeric(logLik(fit)), R.version.string,
                 as.character(packageVersion("nlme")))
 writeLines(json, args[3])

@@ -1,12 +1,17 @@
 """Population fit benchmark: vht FOCE against R nlme, side by side on this machine.
 
-    python experiments/benchmarks/population_fit.py [--repetitions 20] [--synthetic 1000]
+    python experiments/benchmarks/population_fit.py [--repetitions 20] [--rounds 3]
+                                                    [--synthetic 1000]
 
 The Theoph fm3 model (one compartment, first-order absorption; random effects on log ka and
-log CL; additive error) is fitted by R nlme (``Rscript``, median of ``--repetitions`` timed
-fits after a warm-up) and by vht: cold (first fit in the process, compilation included) and
-warm (median of further fits; the compiled program is reused). With ``--synthetic N`` the
-same comparison runs on N simulated subjects with the Theoph design (a quarter of the
+log CL; additive error) is fitted by R nlme (``Rscript``, timed fits after a warm-up) and by
+vht: cold (first fit in the process, compilation included) and warm (further fits; the
+compiled program is reused). The two take turns, ``--rounds`` times, each round timing
+``--repetitions`` fits of each (the first of the pair alternating between rounds): this
+machine's speed drifts by up to a factor 2 within minutes, and R's time and vht's, measured
+one after the other once, drifted apart between runs by as much. The table gives the median
+over every round's fits and the range of the rounds' own time ratios. With ``--synthetic N``
+the same comparison runs on N simulated subjects with the Theoph design (a quarter of the
 repetitions, at least 3, for both). Writes
 ``experiments/benchmarks/results/population_fit.json`` and ``population_fit.md`` (the table
 the docs include).
@@ -58,24 +63,29 @@ def run_r(records: pd.DataFrame, repetitions: int) -> dict:
 
 
 def run_vht(records: pd.DataFrame, repetitions: int) -> dict:
+    """``repetitions`` warm fits (the program compiled by an earlier fit of the same shapes)."""
     population = cal.theoph_population()
-    started = time.perf_counter()
-    fit = cal.fit_population(population, records)
-    cold = time.perf_counter() - started
-    warm = []
+    seconds = []
     for _ in range(repetitions):
         started = time.perf_counter()
         fit = cal.fit_population(population, records)
-        warm.append(time.perf_counter() - started)
+        seconds.append(time.perf_counter() - started)
     theta = fit.estimates
     sds = fit.random_effect_sds()
-    return {"cold_seconds": cold, "median_seconds": float(np.median(warm)),
+    return {"seconds": seconds, "median_seconds": float(np.median(seconds)),
             "repetitions": repetitions, "lKa": theta["theta.drug.ka"],
             "lCl": theta["theta.drug.clearance"],
             "lKe": theta["theta.drug.clearance"] - theta["theta.drug.volume"],
             "sd_lKa": float(sds["lKa"]), "sd_lCl": float(sds["lCl"]),
             "sd_residual": float(np.exp(theta["error.drug.concentration.sd"])),
             "logLik": fit.log_likelihood, "optimiser_steps": len(fit.history)}
+
+
+def cold_vht(records: pd.DataFrame) -> float:
+    """Seconds of the first fit of these shapes in this process (compilation included)."""
+    started = time.perf_counter()
+    cal.fit_population(cal.theoph_population(), records)
+    return time.perf_counter() - started
 
 
 def synthetic_records(n: int) -> pd.DataFrame:
@@ -88,51 +98,72 @@ def synthetic_records(n: int) -> pd.DataFrame:
     return records
 
 
-def compare(name: str, records: pd.DataFrame, repetitions: int) -> dict:
-    print(f"== {name}: R nlme ({repetitions} repetitions) ==", flush=True)
-    r = run_r(records, repetitions)
-    print(f"== {name}: vht ==", flush=True)
-    v = run_vht(records, max(1, min(repetitions, 5)))
+def compare(name: str, records: pd.DataFrame, repetitions: int, rounds: int) -> dict:
+    print(f"== {name}: vht cold fit ==", flush=True)
+    cold = cold_vht(records)
+    r_rounds, v_rounds = [], []
+    for k in range(rounds):
+        print(f"== {name}: round {k + 1} of {rounds}: R nlme and vht, {repetitions} fits "
+              "each ==", flush=True)
+        order = (("R", run_r), ("vht", run_vht)) if k % 2 == 0 else (("vht", run_vht),
+                                                                      ("R", run_r))
+        for label, run in order:
+            (r_rounds if label == "R" else v_rounds).append(run(records, repetitions))
+    r, v = r_rounds[-1], v_rounds[-1]  # estimates (the same in every round)
+    r_seconds = [t for one in r_rounds for t in one["seconds"]]
+    v_seconds = [t for one in v_rounds for t in one["seconds"]]
+    r = r | {"seconds": r_seconds, "median_seconds": float(np.median(r_seconds))}
+    v = v | {"seconds": v_seconds, "median_seconds": float(np.median(v_seconds)),
+             "cold_seconds": cold}
+    ratios = [vr["median_seconds"] / rr["median_seconds"] for rr, vr in zip(r_rounds, v_rounds)]
     keys = ("lKe", "lKa", "lCl")
     return {"data": name, "subjects": int(records["subject"].nunique()), "R": r, "vht": v,
+            "rounds": rounds,
             "max_fixed_effect_difference": max(abs(v[k] - r[k]) for k in keys),
             "max_sd_relative_difference": max(abs(v[k] / r[k] - 1) for k in
                                               ("sd_lKa", "sd_lCl", "sd_residual")),
             "loglik_difference": v["logLik"] - r["logLik"],
             "warm_time_ratio_vht_over_r": v["median_seconds"] / r["median_seconds"],
+            "round_time_ratios_vht_over_r": ratios,
             "cold_time_ratio_vht_over_r": v["cold_seconds"] / r["median_seconds"]}
 
 
 def markdown(rows: list[dict], machine: str) -> str:
-    lines = ["| data | subjects | R nlme median [s] | vht warm [s] | vht cold [s] | "
-             "warm ratio vht/R | warm speed-up over R | cold ratio vht/R | "
-             "max fixed-effect diff (log) | max SD rel. diff | logLik vht - R |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | subjects | R nlme median [s] | vht warm median [s] | vht cold [s] | "
+             "warm ratio vht/R | warm speed-up over R | speed-up, rounds' range | "
+             "cold ratio vht/R | max fixed-effect diff (log) | max SD rel. diff | "
+             "logLik vht - R |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = row["warm_time_ratio_vht_over_r"]
+        rounds = row["round_time_ratios_vht_over_r"]
         lines.append(
             f"| {row['data']} | {row['subjects']} | {row['R']['median_seconds']:.3f} | "
             f"{row['vht']['median_seconds']:.3f} | {row['vht']['cold_seconds']:.1f} | "
-            f"{ratio:.3f} | {1 / ratio:.1f}x | {row['cold_time_ratio_vht_over_r']:.0f} | "
+            f"{ratio:.3f} | {1 / ratio:.1f}x | {1 / max(rounds):.1f}-{1 / min(rounds):.1f}x | "
+            f"{row['cold_time_ratio_vht_over_r']:.0f} | "
             f"{row['max_fixed_effect_difference']:.4f} | "
             f"{row['max_sd_relative_difference']:.4f} | {row['loglik_difference']:+.4f} |")
     lines.append("")
-    lines.append(f"Measured on {machine}; a ratio above 1 means vht is slower.")
+    rounds = rows[0]["rounds"]
+    lines.append(f"Measured on {machine}; R and vht took turns in {rounds} rounds, medians "
+                 "over every round's fits; a ratio above 1 means vht is slower.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="R and vht take turns this many times")
     parser.add_argument("--synthetic", type=int, default=0,
                         help="also compare on this many simulated subjects")
     args = parser.parse_args()
     rows = [compare("Theoph", cal.validate_records(cal.theoph_records(dose_per_kg=True)),
-                    args.repetitions)]
+                    args.repetitions, args.rounds)]
     if args.synthetic:
         rows.append(compare(f"synthetic ({args.synthetic})", synthetic_records(args.synthetic),
-                            # R's time on 1,000 subjects varied 0.6-0.9 s between runs here
-                            max(3, args.repetitions // 4)))
+                            max(3, args.repetitions // 4), args.rounds))
     machine = f"{platform.processor() or platform.machine()}, {jax.device_count()} JAX " \
               f"device(s), {len(jax.devices('cpu'))} CPU device(s)"
     RESULTS.mkdir(parents=True, exist_ok=True)
