@@ -39,9 +39,10 @@ from ._units import time_factor
 
 # Below this |x| the moments below come from their power series, whose first omitted term is
 # below x^9 / 9! < 3e-15 relative there; above it, from the recurrence, whose cancellation
-# costs about eps / x^k in the moment of order k: 1e-13 for the third derivative FOCE's
-# standard errors need at most. (A threshold of 1 with 20 terms was as fast in a
-# population fit, but every order's series is then twice as long.)
+# costs about eps / x^k in the moment of order k (the k-th derivative): 1e-14 in the second
+# derivatives a population fit's model passes take, 1e-13 in a third. (A threshold of 1
+# with 20 terms was as fast in a population fit, but every order's series is then twice as
+# long.)
 _SERIES_BELOW = 0.1
 _SERIES_TERMS = 9
 
