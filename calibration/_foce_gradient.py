@@ -135,8 +135,9 @@ def conditional_parts(eta: Array, f_eta: Array, f_eta_eta: Array, nll: Array, nl
 
 def value_and_gradient(eta: Array, model: ModelJets, rows: ObservationJets, prior: PriorTerms,
                        n_omega: int):
-    """(-2 log L_i with constants, its gradient along the outer vector, d eta_hat / d outer)
-    at the conditional mode ``eta`` (see the module docstring)."""
+    """(-2 log L_i with constants, its gradient along the outer vector, d eta_hat / d outer,
+    P = I^-1: the covariance of eta given the data in the model linearised at the mode) at
+    the conditional mode ``eta`` (see the module docstring)."""
     model, rows = kept((model, rows))
     moving = jnp.any(model.f_eta != 0, axis=1) | jnp.any(model.f_theta != 0, axis=1)
     rows = rows._replace(**{name: _where_moving(moving, getattr(rows, name)) for name in (
@@ -191,4 +192,4 @@ def value_and_gradient(eta: Array, model: ModelJets, rows: ObservationJets, prio
 
     value = 2.0 * c + prior.log_det_omega + log_det_information
     gradient = 2.0 * d_c + prior.d_log_det_omega + d_log_det_information
-    return value, gradient, d_eta
+    return value, gradient, d_eta, inverse

@@ -198,7 +198,11 @@ def test_outer_product_newton_reaches_the_optimum_lbfgs_reaches(record_property)
     lbfgs = cal.fit_population(population, records, optimizer="lbfgs")
     record_property("outer_product_steps", len(products.history))
     record_property("lbfgs_steps", len(lbfgs.history))
-    assert products.message.startswith("outer-product Newton")
+    assert products.message.startswith("one expectation-maximisation step, then outer-product "
+                                       "Newton")
+    # the step from the default start lowered -2 log L (it is the first entry of the history)
+    guess = cal.population_minus_2_log_likelihood(population, records, population.initial())
+    assert products.history[0] < guess
     assert lbfgs.message.startswith("L-BFGS-B")
     assert len(products.history) < len(lbfgs.history)
     assert abs(products.minus_2_log_likelihood - lbfgs.minus_2_log_likelihood) < 1e-7
@@ -210,6 +214,40 @@ def test_outer_product_newton_reaches_the_optimum_lbfgs_reaches(record_property)
                                atol=1e-3 * np.max(np.diag(lbfgs.covariance)))
     with pytest.raises(ValueError, match="optimizer must be 'auto', 'outer_product' or"):
         cal.fit_population(population, records, optimizer="newton")
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+def test_expectation_maximisation_step(covariance):
+    """The step that moves the default start of a many-subject fit: theta takes up the mean
+    of the modes (every subject's unknowns theta + D eta_i stay where they were once the
+    modes are centred), Omega becomes the modes' covariance plus the mean conditional
+    covariance (its diagonal for a diagonal Omega), the error parameters stay."""
+    from calibration._population import _expectation_maximisation_step
+
+    population = cal.theoph_population(("lKe", "lKa", "lCl"), covariance=covariance)
+    rng = np.random.default_rng(0)
+    n, q = 40, population.q
+    outer = rng.normal(size=len(population.names))
+    eta = rng.normal(0.3, 0.5, size=(n, q))
+    factors = rng.normal(size=(n, q, q)) * 0.2
+    conditional = factors @ factors.transpose(0, 2, 1) + 0.01 * np.eye(q)
+    first = eta.sum(axis=0)
+    second = np.sum(eta[:, :, None] * eta[:, None, :] + conditional, axis=0)
+    new = np.asarray(_expectation_maximisation_step(
+        population, jnp.asarray(outer), jnp.asarray(first), jnp.asarray(second),
+        jnp.asarray(float(n))))
+    design = np.asarray(population.design)
+    mean = eta.mean(axis=0)
+    theta, theta_new = outer[: population.n_fixed], new[: population.n_fixed]
+    np.testing.assert_allclose(theta_new + (eta - mean) @ design.T, theta + eta @ design.T,
+                               atol=1e-13)
+    centred = eta - mean
+    expected = np.mean(centred[:, :, None] * centred[:, None, :] + conditional, axis=0)
+    if covariance == "diagonal":
+        expected = np.diag(np.diag(expected))
+    np.testing.assert_allclose(np.asarray(population.omega(jnp.asarray(new))), expected,
+                               atol=1e-13)
+    np.testing.assert_array_equal(new[-1:], outer[-1:])
 
 
 @pytest.mark.xdist_group("theoph_fm3")
