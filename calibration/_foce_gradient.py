@@ -136,8 +136,9 @@ def conditional_parts(eta: Array, f_eta: Array, f_eta_eta: Array, nll: Array, nl
 def value_and_gradient(eta: Array, model: ModelJets, rows: ObservationJets, prior: PriorTerms,
                        n_omega: int):
     """(-2 log L_i with constants, its gradient along the outer vector, d eta_hat / d outer,
-    P = I^-1: the covariance of eta given the data in the model linearised at the mode) at
-    the conditional mode ``eta`` (see the module docstring)."""
+    P = I^-1: the covariance of eta given the data in the model linearised at the mode, and
+    each row's J_j' P J_j: the variance of its normal-scale prediction under that
+    distribution) at the conditional mode ``eta`` (see the module docstring)."""
     model, rows = kept((model, rows))
     moving = jnp.any(model.f_eta != 0, axis=1) | jnp.any(model.f_theta != 0, axis=1)
     rows = rows._replace(**{name: _where_moving(moving, getattr(rows, name)) for name in (
@@ -185,11 +186,12 @@ def value_and_gradient(eta: Array, model: ModelJets, rows: ObservationJets, prio
     v_d_jac = ((rows.linear_ff[:, None] * d_f + along_x((m,), error=rows.linear_fs))
                * jnp.sum(v * f_eta, axis=1)[:, None]
                + rows.linear_f[:, None] * (_mm(v_h, d_eta) + along_x((m,), theta=v_g)))
-    d_log_det_information = (_mm(jnp.sum(v * jac, axis=1), d_weight)
+    spread = jnp.sum(v * jac, axis=1)  # J_j' P J_j
+    d_log_det_information = (_mm(spread, d_weight)
                              + 2.0 * _mm(rows.weight, v_d_jac)
                              + along_x((), omega=jnp.sum(inverse.T[:, :, None] * d_omega_inverse,
                                                          axis=(0, 1))))
 
     value = 2.0 * c + prior.log_det_omega + log_det_information
     gradient = 2.0 * d_c + prior.d_log_det_omega + d_log_det_information
-    return value, gradient, d_eta, inverse
+    return value, gradient, d_eta, inverse, spread

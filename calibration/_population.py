@@ -356,18 +356,19 @@ class PopulationProblem(eqx.Module):
         compares them)."""
         subject = jax.tree.map(jnp.asarray, subject)
         eta, converged = self._search_mode(outer, subject, 100, 1e-8, start)
-        value, gradient, eta, d_eta, _ = self._value_and_gradient_at_mode(outer, subject, eta)
+        value, gradient, eta, d_eta, *_ = self._value_and_gradient_at_mode(outer, subject, eta)
         return value, gradient, eta, converged, d_eta
 
     def _value_and_gradient_at_mode(self, outer: Array, subject: SubjectData, eta: Array):
         """(-2 log L_i, its gradient in ``outer``, eta, d eta_hat / d outer, the conditional
-        covariance of eta in the linearised model) with ``eta`` the subject's conditional
+        covariance of eta in the linearised model, (the predictions, the variances of their
+        normal-scale values under that covariance)) with ``eta`` the subject's conditional
         mode (``subject_value_and_gradient``)."""
         model = self._model_jets(eta, outer, subject)
         rows = self._observation_jets(model.f, outer, subject)
-        value, gradient, d_eta, covariance = foce.value_and_gradient(
+        value, gradient, d_eta, covariance, spread = foce.value_and_gradient(
             eta, model, rows, self._prior_terms(outer), self.n_omega)
-        return value, gradient, eta, d_eta, covariance
+        return value, gradient, eta, d_eta, covariance, (model.f, spread)
 
     def _model_jets(self, eta: Array, outer: Array, subject: SubjectData) -> foce.ModelJets:
         """The predictions at (eta, theta) with their first derivatives and the second ones
@@ -707,21 +708,24 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
     last = {"previous": None}
     evaluated: dict[bytes, tuple] = {}  # scipy's answer is a point it has evaluated
 
-    def evaluate(outer):
+    def evaluate(outer, expectation=False):
         outer = np.asarray(outer, dtype=float)
-        if outer.tobytes() not in evaluated:
+        if expectation or outer.tobytes() not in evaluated:
             # numpy in (the compiled program's call transfers it, cheaper than an eager
-            # jnp.asarray) and out (one transfer for the three results read here)
-            value, gradient, products, eta, converged, moments, modes = evaluate_one(
-                outer, last["previous"])
-            value, gradient, products, moments = jax.device_get(
-                (value, gradient, products, moments))
+            # jnp.asarray) and out (one transfer for the results read here)
+            value, gradient, products, eta, converged, moments, error, modes = evaluate_one(
+                outer, last["previous"], True, expectation)
+            value, gradient, products, moments, error = jax.device_get(
+                (value, gradient, products, moments, error))
             evaluated[outer.tobytes()] = (
-                (float(value), gradient, products, eta, converged, moments), (outer, *modes))
+                (float(value), gradient, products, eta, converged, (*moments, error)),
+                (outer, *modes))
         result, previous = evaluated[outer.tobytes()]
         if np.isfinite(result[0]):
             last["previous"] = previous
-        return result  # (value, gradient, outer products, eta_hat, converged, moments)
+        # (value, gradient, outer products, eta_hat, converged,
+        #  (sum of eta_hat, sum of eta_hat eta_hat' + P, error parameters))
+        return result
 
     def value_and_gradient(x):
         value, gradient, *_ = evaluate(x)
@@ -833,21 +837,26 @@ def _expectation_maximisation_start(population: PopulationProblem, evaluate,
 
         theta    <- theta + D m,                            m = mean_i eta_i
         Omega    <- mean_i (eta_i eta_i' + P_i) - m m'      (its diagonal if diagonal)
+        s        <- argmin of the expected -log p(y | eta)  (``_expected_error_parameters``)
 
     (the first moves the subjects' means to the fixed effects, leaving every subject's
-    unknowns theta + D eta_i where they were; the second is the M-step of EM for Omega given
-    those distributions) and leaves the error parameters. Outer-product steps far from the
-    optimum are short (they overstate the curvature), and the step takes the random-effect
-    SDs most of the way at once: on 60, 200 and 1,000 synthetic Theoph-like subjects a fit
-    took 19, 17 and 16 evaluations with it (this one included) against 31, 21 and 19 from
-    the guess. On Theoph's 12 subjects (L-BFGS-B) it saved none, and it is not taken there.
-    ``evaluate(x) -> (value, gradient, products, eta, converged, moments)``."""
-    value, *_, (first, second) = evaluate(outer)
+    unknowns theta + D eta_i where they were; the second and third are the M-step of EM for
+    Omega and the error parameters given those distributions, the first evaluation's
+    program computing the third). Outer-product steps far from the optimum are short (they
+    overstate the curvature), and this step takes the random-effect and residual SDs most of
+    the way at once. On nine synthetic Theoph-like data sets of 40 to 1,000 subjects the
+    fits took 183 evaluations in all with it (this one included) against 246 from the guess
+    (1,000 subjects: 15 against 20; 200: 15 against 21); with proportional, combined and
+    log-normal errors (100 and 400 subjects) 106 against 111, at the same optima. On
+    Theoph's 12 subjects (L-BFGS-B) it saved none, and it is not taken there.
+    ``evaluate(x, expectation) -> (value, gradient, products, eta, converged, (sum of eta_i,
+    sum of eta_i eta_i' + P_i, error parameters))``."""
+    value, *_, (first, second, error) = evaluate(outer, expectation=True)
     if not np.isfinite(value):
         return outer
     candidate = np.asarray(_expectation_maximisation_step(
         population, jnp.asarray(outer), jnp.asarray(first), jnp.asarray(second),
-        jnp.asarray(float(n_subjects))))
+        jnp.asarray(float(n_subjects)), jnp.asarray(error)))
     if not np.all(np.isfinite(candidate)):
         return outer
     new_value = evaluate(candidate)[0]
@@ -856,14 +865,14 @@ def _expectation_maximisation_start(population: PopulationProblem, evaluate,
 
 @eqx.filter_jit
 def _expectation_maximisation_step(population: PopulationProblem, outer: Array, first: Array,
-                                   second: Array, n_subjects: Array) -> Array:
+                                   second: Array, n_subjects: Array, error: Array) -> Array:
     """``_expectation_maximisation_start``'s step from the sums over subjects of eta_i
-    (``first``) and of eta_i eta_i' + P_i (``second``)."""
+    (``first``) and of eta_i eta_i' + P_i (``second``), with error parameters ``error``."""
     mean = first / n_subjects
     omega = second / n_subjects - jnp.outer(mean, mean)
     if population.covariance == "diagonal":
         omega = jnp.diag(jnp.diag(omega))
-    theta, _, error = population.unpack(outer)
+    theta, _, _ = population.unpack(outer)
     return population.pack(theta + jnp.asarray(population.design) @ mean, omega, error)
 
 # the outer-product phase needs this many subjects per outer unknown: their sum of rank-one
@@ -875,8 +884,9 @@ _OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN = 5
 # the distance between the two in standard errors (a decrease d left is sqrt(d) of them).
 # Against the information at the optimum (central differences), on four synthetic data sets
 # of 60 to 1,000 subjects from the expectation-maximisation start: 3e-5 gives standard
-# errors within 2.4e-4 relative in 17-20 evaluations; 1e-4 one evaluation fewer on 1,000
-# subjects but 7.2e-4 on one set of 60; 1e-5 one more on 60
+# errors within 2.9e-4 relative; 1e-4 (measured before the start moved the error
+# parameters too) one evaluation fewer on 1,000 subjects but 7.2e-4 on one set of 60, 1e-5
+# one more on 60
 _CLOSE = 3e-5
 # refused steps of unit scale in a row, each retried with ten times the damping (at least
 # 1e-2), before L-BFGS-B takes over. On nine synthetic data sets of 40 to 1,000 subjects,
@@ -939,7 +949,7 @@ def _outer_product_newton(evaluate, x: np.ndarray, steps: int, tolerance: float,
 
 
 def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, outer: Array,
-                        rows: tuple[int, int, int], previous, search):
+                        rows: tuple[int, int, int], previous, search, expectation, combine):
     """(-2 log L, its gradient, the outer-product approximation of its Hessian, every
     subject's eta_hat, converged flags, the sums of the conditional moments of eta (first
     and second), (eta_hat, d eta_hat / d outer) of this process's subjects) of this
@@ -950,7 +960,9 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
     derivative (or from the eta_hat itself where that is not finite). ``search`` (a traced
     bool): False takes the moved modes as they are, without a search (for points a
     difference step away from ``previous``'s, where they err by the step's square;
-    ``fit_population``'s observed information)."""
+    ``fit_population``'s observed information). ``expectation`` (a traced bool): True adds
+    the error parameters of ``_expected_error_parameters`` (else they are returned as they
+    are), after the other results; ``combine`` sums over MPI ranks."""
     first, last, n_subjects = rows
     earlier, eta_before, slopes_before = previous
     moved = eta_before + jnp.sum(slopes_before * (outer - earlier), axis=-1)
@@ -958,7 +970,7 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
     eta, converged = jax.lax.cond(
         search, lambda: _batched_mode_search(population, batch, outer, start),
         lambda: (moved, jnp.all(jnp.isfinite(moved), axis=1)))
-    values, gradients, eta, slopes, covariances = jax.vmap(
+    values, gradients, eta, slopes, covariances, (fitted, spread) = jax.vmap(
         population._value_and_gradient_at_mode, in_axes=(None, 0, 0))(outer, batch, eta)
     everyone = jnp.zeros((n_subjects, population.q), outer.dtype).at[first:last].set(eta)
     converged = jnp.zeros(n_subjects, outer.dtype).at[first:last].set(converged)
@@ -969,8 +981,57 @@ def _evaluate_in_process(population: PopulationProblem, batch: SubjectData, oute
     # distributions (linearised at the modes), for ``_expectation_maximisation_step``
     moments = (jnp.sum(eta, axis=0),
                jnp.sum(eta[:, :, None] * eta[:, None, :] + covariances, axis=0))
+    error = jax.lax.cond(
+        expectation,
+        lambda: _expected_error_parameters(population, batch, outer, eta, fitted, spread,
+                                           combine),
+        lambda: population.unpack(outer)[2])
     return (jnp.sum(values), jnp.sum(gradients, axis=0), outer_products, everyone, converged,
-            moments, (eta, slopes))
+            moments, error, (eta, slopes))
+
+
+def _expected_error_parameters(population: PopulationProblem, batch: SubjectData,
+                               outer: Array, eta: Array, fitted: Array, spread: Array, combine,
+                               iterations: int = 16) -> Array:
+    """The error-model parameters s that minimise the expected -log p(y | eta) over the
+    subjects' conditional distributions of eta, in the model linearised at their modes (the
+    M-step of expectation-maximisation for s, ``_expectation_maximisation_start``): on the
+    normal scale of each row (``Problem.linearised``: observation y_j, prediction g_j at the
+    mode, variance V_j(s)) and with u_j = J_j' P J_j the variance of g_j under the
+    conditional distribution,
+
+        Q(s) = sum_ij [log V_j(s) + ((y_j - g_j)^2 + u_j) / V_j(s)] / 2.
+
+    For an additive error the minimum is V = mean((y - g)^2 + u) (a test checks it); for any
+    error model it is found by ``iterations`` Newton steps on s (the Hessian's eigenvalues
+    taken by magnitude, so each step goes downhill; at most one unit per coordinate; from
+    below the minimum a step of a log SD covers at most 1/2), with sums over MPI ranks by
+    ``combine``. Rows
+    whose variance is not positive at the current s (a proportional error on a prediction of
+    0) are left out. Returns the current s where the result is not finite."""
+    theta, _, current = population.unpack(outer)
+    design = jnp.asarray(population.design, dtype=outer.dtype)
+
+    def expected(s):
+        def subject_q(subject, eta_i, f, u):
+            z = jnp.concatenate([theta + design @ eta_i, s])
+            y, g, variance = population.problem.linearised(f, z, subject)
+            use = jnp.asarray(subject.mask) & (variance > 0)
+            safe = jnp.where(use, variance, 1.0)
+            return 0.5 * jnp.sum(jnp.where(use, jnp.log(safe) + ((y - g) ** 2 + u) / safe, 0.0))
+
+        return jnp.sum(jax.vmap(subject_q, in_axes=(0, 0, 0, 0))(batch, eta, fitted, spread))
+
+    def newton(_, s):
+        gradient, hessian = value_and_jacobian(jax.jacfwd(expected), s)
+        gradient, hessian = combine(gradient), combine(hessian)
+        values, vectors = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
+        values = jnp.maximum(jnp.abs(values), 1e-12 * jnp.max(jnp.abs(values)))
+        step = vectors @ ((vectors.T @ gradient) / values)
+        return s - step / jnp.maximum(1.0, jnp.max(jnp.abs(step)))
+
+    found = jax.lax.fori_loop(0, iterations, newton, current)
+    return jnp.where(jnp.all(jnp.isfinite(found)), found, current)
 
 
 def _batched_mode_search(population: PopulationProblem, batch: SubjectData, outer: Array,
@@ -998,13 +1059,14 @@ _SEARCH_FIRST = 2
 
 def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[int, int, int],
                distributed: bool):
-    """A function ``(outer, previous, search=True) -> (-2 log L, gradient, outer products,
-    eta_hat, converged, conditional moments of eta, (own eta_hat, own d eta_hat / d outer))``
-    of one compiled program (``_evaluate_in_process``), the first six summed over MPI ranks
-    when ``distributed``;
+    """A function ``(outer, previous, search=True, expectation=False) -> (-2 log L,
+    gradient, outer products, eta_hat, converged, conditional moments of eta, error
+    parameters, (own eta_hat, own d eta_hat / d outer))`` of one compiled program
+    (``_evaluate_in_process``), the first six summed over MPI ranks when ``distributed``;
     ``previous``: (outer, own eta_hat, own d eta_hat / d outer) of an earlier evaluation to
     start the mode searches from, or None (from eta = 0); ``search=False`` takes the modes
-    of ``previous`` moved to ``outer`` without searching.
+    of ``previous`` moved to ``outer`` without searching; ``expectation=True`` returns the
+    error parameters of ``_expected_error_parameters`` (else those of ``outer``).
     The population and the data are split into arrays, passed on each call, and the rest,
     which keys a module-level cache of compiled programs, so refits with new data of the
     same shapes reuse the program; equinox's ``filter_jit`` would split them again at every
@@ -1020,11 +1082,11 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
     if program is None:
         combine = vht.distributed.sum_over_ranks if distributed else (lambda x: x)
 
-        def evaluate(leaves_, outer, previous, search):
+        def evaluate(leaves_, outer, previous, search, expectation):
             population_, batch_ = eqx.combine(jax.tree.unflatten(arrays_def, leaves_), static)
-            *summed, own = _evaluate_in_process(population_, batch_, outer, rows, previous,
-                                                search)
-            return (*jax.tree.map(combine, summed), own)
+            *summed, error, own = _evaluate_in_process(population_, batch_, outer, rows,
+                                                       previous, search, expectation, combine)
+            return (*jax.tree.map(combine, summed), error, own)
 
         program = jax.jit(evaluate, compiler_options=_compiler_options())
         if key is not None:
@@ -1033,11 +1095,11 @@ def _evaluator(population: PopulationProblem, batch: SubjectData, rows: tuple[in
             _PROGRAMS[key] = program
     own = (rows[1] - rows[0], population.q)
 
-    def call(outer, previous, search=True):
+    def call(outer, previous, search=True, expectation=False):
         if previous is None:  # from eta = 0
             p = outer.shape[0]
             previous = (outer, np.zeros(own, outer.dtype), np.zeros(own + (p,), outer.dtype))
-        return program(leaves, outer, previous, search)
+        return program(leaves, outer, previous, search, expectation)
 
     return call
 

@@ -221,7 +221,8 @@ def test_expectation_maximisation_step(covariance):
     """The step that moves the default start of a many-subject fit: theta takes up the mean
     of the modes (every subject's unknowns theta + D eta_i stay where they were once the
     modes are centred), Omega becomes the modes' covariance plus the mean conditional
-    covariance (its diagonal for a diagonal Omega), the error parameters stay."""
+    covariance (its diagonal for a diagonal Omega), the error parameters are those given
+    (``_expected_error_parameters``)."""
     from calibration._population import _expectation_maximisation_step
 
     population = cal.theoph_population(("lKe", "lKa", "lCl"), covariance=covariance)
@@ -233,9 +234,10 @@ def test_expectation_maximisation_step(covariance):
     conditional = factors @ factors.transpose(0, 2, 1) + 0.01 * np.eye(q)
     first = eta.sum(axis=0)
     second = np.sum(eta[:, :, None] * eta[:, None, :] + conditional, axis=0)
+    error = np.array([0.7])
     new = np.asarray(_expectation_maximisation_step(
         population, jnp.asarray(outer), jnp.asarray(first), jnp.asarray(second),
-        jnp.asarray(float(n))))
+        jnp.asarray(float(n)), jnp.asarray(error)))
     design = np.asarray(population.design)
     mean = eta.mean(axis=0)
     theta, theta_new = outer[: population.n_fixed], new[: population.n_fixed]
@@ -247,7 +249,44 @@ def test_expectation_maximisation_step(covariance):
         expected = np.diag(np.diag(expected))
     np.testing.assert_allclose(np.asarray(population.omega(jnp.asarray(new))), expected,
                                atol=1e-13)
-    np.testing.assert_array_equal(new[-1:], outer[-1:])
+    np.testing.assert_array_equal(new[-1:], error)
+
+
+@pytest.mark.parametrize("error", ["additive", "proportional"])
+def test_expected_error_parameters_closed_form(records, error):
+    """The M-step for the error parameters where it has a closed form: the residual variance
+    on the normal scale is the mean of (y - f)^2 + u (additive, sd) or of ((y - f)^2 + u) / f^2
+    (proportional, cv), u being each row's variance of the prediction under the subject's
+    conditional distribution."""
+    from calibration._population import _expected_error_parameters
+    from physiology_models.twins import oral_pk
+
+    model = cal.Additive(0.5) if error == "additive" else cal.Proportional(0.2)
+    twin = oral_pk().replace({"drug.ka": 1.5, "drug.clearance": 0.04, "drug.volume": 0.5})
+    problem = cal.Problem(twin, [cal.FreeParameter(n) for n in
+                                 ("drug.ka", "drug.clearance", "drug.volume")],
+                          {"drug.concentration": model}, {"oral": "drug.depot"}, time_unit="h")
+    population = cal.PopulationProblem(problem, ["drug.ka", "drug.clearance"])
+    kept = records[records["value"].isna() | (records["time"] > 0)]  # f > 0 on every row
+    batch = jax.tree.map(jnp.asarray, cal.read_subjects(
+        kept, cal.subject_ids(kept), problem.observed, problem.dose_units,
+        problem.minutes_per_time_unit))
+    rng = np.random.default_rng(1)
+    n, m = batch.values.shape
+    eta = rng.normal(0.0, 0.3, size=(n, population.q))
+    fitted = np.asarray(batch.values) * np.exp(rng.normal(0.0, 0.2, size=(n, m))) + 0.1
+    spread = rng.uniform(0.0, 0.05, size=(n, m))
+    outer = np.asarray(population.initial()) - 1.5  # the error parameter far below
+    found = np.asarray(jax.jit(
+        lambda o, e, f, u: _expected_error_parameters(population, batch, o, e, f, u,
+                                                      lambda x: x))(outer, eta, fitted, spread))
+    mask = np.asarray(batch.mask)
+    squares = (np.asarray(batch.values) - fitted) ** 2 + spread
+    if error == "proportional":
+        squares = squares / fitted**2
+    expected = 0.5 * np.log(np.sum(squares[mask]) / np.sum(mask))
+    assert abs(expected - outer[-1]) > 1.0  # the Newton steps had a way to go
+    np.testing.assert_allclose(found, [expected], atol=1e-12)
 
 
 @pytest.mark.xdist_group("theoph_fm3")
