@@ -658,11 +658,11 @@ def fit_population(population: PopulationProblem, records: pd.DataFrame,
       subjects' gradients as Hessian (``_outer_product_newton``), handing over to L-BFGS-B if
       that approximation stops serving. Nearly Newton's steps when subjects are many. From
       the default start, one expectation-maximisation step comes first
-      (``_expectation_maximisation_start``: the fixed effects and Omega from the subjects'
-      conditional distributions at the guess). On 1,000 synthetic Theoph-like subjects 9
-      evaluations (the guess, that step, 6 outer-product steps taken and 1 refused) bring
-      the fit close enough for Newton steps with the observed information, where L-BFGS-B
-      takes 22;
+      (``_expectation_maximisation_start``: the fixed effects, Omega and the error
+      parameters from the subjects' conditional distributions at the guess). On 1,000
+      synthetic Theoph-like subjects 7 evaluations (the guess, that step and 5
+      outer-product steps) bring the fit close enough for Newton steps with the observed
+      information, where L-BFGS-B takes 22;
     - ``optimizer="lbfgs"``: L-BFGS-B (scipy) alone. (Optax's L-BFGS inlines the objective
       at each call site of its line search, and each copy of this program takes about a
       minute to compile);
@@ -875,6 +875,7 @@ def _expectation_maximisation_step(population: PopulationProblem, outer: Array, 
     theta, _, _ = population.unpack(outer)
     return population.pack(theta + jnp.asarray(population.design) @ mean, omega, error)
 
+
 # the outer-product phase needs this many subjects per outer unknown: their sum of rank-one
 # terms must be well conditioned (Theoph's 12 subjects for fm3's 6 unknowns are too few)
 _OUTER_PRODUCT_SUBJECTS_PER_UNKNOWN = 5
@@ -892,7 +893,8 @@ _CLOSE = 3e-5
 # 1e-2), before L-BFGS-B takes over. On nine synthetic data sets of 40 to 1,000 subjects,
 # three of the five with 40 (a rough Hessian from the outer products) handed over at their
 # first refusal and took 33-34 evaluations; with the retries none did (25, 34, 28), and the
-# nine fits took 205 evaluations in all against 219
+# nine fits took 205 evaluations in all against 219 (measured when the start moved theta and
+# Omega only)
 _REFUSALS = 3
 # Newton steps with the observed information at most, after the optimiser
 _NEWTON_STEPS = 4
@@ -915,7 +917,7 @@ def _outer_product_newton(evaluate, x: np.ndarray, steps: int, tolerance: float,
     (after ``steps``, or after ``_REFUSALS`` + 1 refused steps of unit scale in a row, each
     retried with more damping, where the approximation no longer serves: L-BFGS-B goes on
     from there). On 1,000 synthetic Theoph-like subjects, from the expectation-maximisation
-    start, it is close after 6 steps (8 evaluations)."""
+    start, it is close after 5 steps (6 evaluations)."""
     value, gradient, product = evaluate(x)
     mu, scale, taken, refused = 1e-3, 1.0, 0, 0
     while taken < steps and np.isfinite(value):
@@ -1006,9 +1008,9 @@ def _expected_error_parameters(population: PopulationProblem, batch: SubjectData
     error model it is found by ``iterations`` Newton steps on s (the Hessian's eigenvalues
     taken by magnitude, so each step goes downhill; at most one unit per coordinate; from
     below the minimum a step of a log SD covers at most 1/2), with sums over MPI ranks by
-    ``combine``. Rows
-    whose variance is not positive at the current s (a proportional error on a prediction of
-    0) are left out. Returns the current s where the result is not finite."""
+    ``combine``. Rows whose variance is not positive at the current s (a proportional error
+    on a prediction of 0) are left out. Returns the current s where the result is not
+    finite."""
     theta, _, current = population.unpack(outer)
     design = jnp.asarray(population.design, dtype=outer.dtype)
 
